@@ -1,0 +1,7 @@
+"""Attribution methods. Importing this package registers the built-in methods."""
+
+from .base import CallableMethod, Claims, Method, as_method
+from .registry import MethodInfo, method, methods, parse_method, register
+from . import gradient  # noqa: F401  (registers)
+
+__all__ = ["CallableMethod", "Claims", "Method", "MethodInfo", "as_method", "method", "methods", "parse_method", "register"]

@@ -1,0 +1,176 @@
+"""The method contract: a name, the axioms it claims, and attribute(model, x, *, target, baseline).
+
+Every method validates its inputs, leaves the model as it found it (see ``modelguard``) and
+returns a tensor of x's shape. Claims are declared on the method (as Captum declares
+``has_convergence_delta``) so that the checker can tell an expected failure from a bug.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import inspect
+from typing import Any, Callable, ClassVar, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError, ModelError
+from ..modelguard import preserved
+from ..validation import BaselineLike, Target, check_input, check_model, resolve_baseline, resolve_target
+
+#: An axiom name mapped to the relative tolerance the method claims it to (None: round-off).
+Claims = Mapping[str, Optional[float]]
+
+
+def _normalize_target(target: Target, batch: int) -> Tensor:
+    # The upper bound is checked after the first forward pass, when the output width is known.
+    return resolve_target(target, batch, outputs=2**62)
+
+
+class Method(abc.ABC):
+    """Base class of attribution methods.
+
+    Subclasses set ``name``, ``claims`` and ``uses_baseline`` and implement ``_attribute``,
+    which receives a validated input, per-sample long targets and (if used) a baseline of x's
+    shape, and runs inside ``preserved(model)``.
+    """
+
+    name: ClassVar[str] = "method"
+    description: ClassVar[str] = ""
+    uses_baseline: ClassVar[bool] = False
+    #: parameters stop requiring grad during the call unless a method needs their gradients
+    freeze_parameters: ClassVar[bool] = True
+    base_claims: ClassVar[Claims] = {}
+
+    def __init__(self, **options: Any) -> None:
+        self._options = dict(options)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The constructor options; ``workbench.method(m.name, **m.options)`` rebuilds the method."""
+        return dict(self._options)
+
+    @property
+    def claims(self) -> dict[str, Optional[float]]:
+        """Axioms this configured method claims, each with its claimed relative tolerance."""
+        return dict(self.base_claims)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options.items())
+        return f"{type(self).__name__}({opts})"
+
+    @property
+    def label(self) -> str:
+        """Short text naming the method and its non-default options: ``name[k=v,...]``."""
+        if not self._options:
+            return self.name
+        return self.name + "[" + ",".join(f"{k}={_fmt(v)}" for k, v in self._options.items()) + "]"
+
+    def attribute(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        *,
+        target: Target,
+        baseline: BaselineLike = None,
+    ) -> Tensor:
+        """Attribution of F_target at x (against `baseline` where the method uses one), shape of x."""
+        check_model(model)
+        check_input(x, model)
+        t = _normalize_target(target, x.shape[0])
+        b = resolve_baseline(baseline, x) if self.uses_baseline else None
+        if not self.uses_baseline and baseline is not None:
+            resolve_baseline(baseline, x)  # still reject a malformed baseline
+        with preserved(model, freeze_parameters=self.freeze_parameters):
+            a = self._attribute(model, x.detach(), t, b)
+        if a.shape != x.shape:
+            raise ModelError(f"{self.name} produced shape {tuple(a.shape)} for input {tuple(x.shape)}")
+        return a
+
+    @abc.abstractmethod
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
+        ...
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, Method):
+        return v.label
+    return str(v)
+
+
+AttributionFunction = Callable[..., Tensor]
+
+
+class CallableMethod(Method):
+    """Adapts a plain ``f(model, x, target, baseline) -> Tensor`` (a user's, Captum's) to the contract.
+
+    Parameters stay trainable during the call (the callable may need their gradients); the
+    model is still checked afterwards and hooks the callable left behind are removed.
+    """
+
+    uses_baseline = True
+    freeze_parameters = False
+
+    def __init__(
+        self,
+        function: AttributionFunction,
+        *,
+        name: Optional[str] = None,
+        claims: Optional[Claims] = None,
+    ) -> None:
+        super().__init__()
+        if not callable(function):
+            raise InputError(f"expected a callable f(model, x, target, baseline), got {function!r}")
+        self.function = function
+        self.name = name or getattr(function, "__qualname__", None) or repr(function)
+        self._claims = dict(claims or {})
+
+    @property
+    def claims(self) -> dict[str, Optional[float]]:
+        return dict(self._claims)
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def reference(self) -> Optional[str]:
+        """``module:qualname`` if the callable can be imported again (for replay files)."""
+        mod = getattr(self.function, "__module__", None)
+        qual = getattr(self.function, "__qualname__", None)
+        if not mod or not qual or "<" in qual or mod == "__main__":
+            return None
+        return f"{mod}:{qual}"
+
+    def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
+        a = self.function(model, x, target, baseline)
+        if not isinstance(a, Tensor):
+            raise ModelError(f"{self.name} returned {type(a).__name__}, expected a tensor")
+        return a.detach()
+
+
+def import_callable(reference: str) -> Any:
+    """Import ``package.module:attribute.path`` (the CLI's module:callable form)."""
+    if ":" not in reference:
+        raise InputError(f"expected module:callable, got {reference!r}")
+    mod_name, _, attr = reference.partition(":")
+    try:
+        obj: Any = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise InputError(f"cannot import module {mod_name!r}: {e}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise InputError(f"module {mod_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def as_method(obj: Any, *, claims: Optional[Claims] = None) -> Method:
+    """A Method from a Method, a Method subclass, or a plain attribution callable."""
+    if isinstance(obj, Method):
+        return obj
+    if inspect.isclass(obj) and issubclass(obj, Method):
+        return obj()
+    return CallableMethod(obj, claims=claims)

@@ -1,0 +1,114 @@
+"""Input validation shared by every method: one place, clear messages."""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError, ModelError
+
+Target = Union[int, Sequence[int], Tensor]
+BaselineLike = Union[None, float, int, Tensor]
+
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def check_model(model: nn.Module) -> None:
+    """Raise if `model` is not an eval-mode module (training mode changes BatchNorm/Dropout)."""
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        shown = ", ".join(training[:3]) + (" ..." if len(training) > 3 else "")
+        raise ModelError(
+            f"model is in training mode (modules: {shown}); call model.eval() first: "
+            "attributions of a training-mode model depend on the batch and on dropout noise"
+        )
+
+
+def check_input(x: Tensor, model: nn.Module | None = None) -> None:
+    """Raise unless `x` is a finite, batched float32/float64 tensor matching the model."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"input dtype {x.dtype} is not supported; use torch.float32 or torch.float64")
+    if x.dim() < 2:
+        raise InputError(
+            f"input must be batched with shape (N, ...), got shape {tuple(x.shape)}; "
+            "add a batch dimension with x.unsqueeze(0)"
+        )
+    if x.shape[0] == 0:
+        raise InputError("input batch is empty")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise InputError(f"input contains NaN or inf (first at index {tuple(bad)})")
+    if model is not None:
+        first = next(((n, p) for n, p in model.named_parameters() if p.is_floating_point()), None)
+        for name, p in [first] if first is not None else []:
+            if p.dtype != x.dtype:
+                raise InputError(
+                    f"input dtype {x.dtype} does not match the model's parameter {name!r} dtype {p.dtype}; "
+                    f"convert one of them (model.to({x.dtype}) or x.to({p.dtype}))"
+                )
+            if p.device != x.device:
+                raise InputError(
+                    f"input is on {x.device} but the model's parameter {name!r} is on {p.device}"
+                )
+
+
+def resolve_baseline(baseline: BaselineLike, x: Tensor) -> Tensor:
+    """Return the baseline as a tensor of x's shape: None -> zeros, scalar -> constant."""
+    if baseline is None:
+        return torch.zeros_like(x)
+    if isinstance(baseline, (int, float)):
+        b = torch.full_like(x, float(baseline))
+    elif isinstance(baseline, Tensor):
+        if baseline.dtype != x.dtype:
+            raise InputError(f"baseline dtype {baseline.dtype} does not match input dtype {x.dtype}")
+        if baseline.device != x.device:
+            raise InputError(f"baseline is on {baseline.device} but the input is on {x.device}")
+        try:
+            b = baseline.expand_as(x)
+        except RuntimeError:
+            raise InputError(
+                f"baseline shape {tuple(baseline.shape)} does not broadcast to the input shape {tuple(x.shape)}"
+            ) from None
+    else:
+        raise InputError(f"baseline must be None, a number or a tensor, got {type(baseline).__name__}")
+    if not torch.isfinite(b).all():
+        raise InputError("baseline contains NaN or inf")
+    return b
+
+
+def resolve_target(target: Target, batch: int, outputs: int) -> Tensor:
+    """Return per-sample class indices (N,) as a long tensor, checked against the output width."""
+    if isinstance(target, bool) or target is None:
+        raise InputError(f"target must be a class index or one index per sample, got {target!r}")
+    if isinstance(target, int):
+        t = torch.full((batch,), target, dtype=torch.long)
+    else:
+        t = torch.as_tensor(target)
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise InputError(f"target must hold integer class indices, got dtype {t.dtype}")
+        t = t.to(torch.long).reshape(-1).cpu()
+        if t.numel() == 1:
+            t = t.expand(batch).clone()
+        elif t.numel() != batch:
+            raise InputError(f"target has {t.numel()} entries but the batch has {batch} samples")
+    if (t < 0).any() or (t >= outputs).any():
+        bad = t[(t < 0) | (t >= outputs)][0].item()
+        raise InputError(f"target {bad} is out of range for a model with {outputs} outputs (valid: 0..{outputs - 1})")
+    return t
+
+
+def check_output(out: Tensor, batch: int) -> int:
+    """Raise unless the model output is (N, C); return C."""
+    if not isinstance(out, Tensor):
+        raise ModelError(f"model must return a tensor, got {type(out).__name__}")
+    if out.dim() != 2 or out.shape[0] != batch:
+        raise ModelError(
+            f"model output must have shape (N, classes) = ({batch}, C), got {tuple(out.shape)}"
+        )
+    return out.shape[1]
