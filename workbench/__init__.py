@@ -1,4 +1,11 @@
-"""workbench: a theory-checking research bench for attribution methods."""
+"""workbench: a theory-checking research bench for attribution methods.
+
+    import workbench
+    workbench.methods()                                  # built-ins and their claimed axioms
+    ig = workbench.method("integrated-gradients")        # build one
+    report = workbench.check(ig, examples=50, seed=0)   # search for axiom violations
+    print(report)                                        # table; report.to_json() for machines
+"""
 
 from .errors import (
     ConvergenceError,
@@ -11,3 +18,10 @@ from .errors import (
 from .methods import Method, method, methods
 
 __version__ = "0.1.0"
+
+from .check import Report, Verdict, check, replay  # noqa: E402
+
+__all__ = [
+    "ConvergenceError", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
+    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "method", "methods", "replay",
+]

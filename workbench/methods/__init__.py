@@ -5,3 +5,4 @@ from .registry import MethodInfo, method, methods, parse_method, register
 from . import gradient  # noqa: F401  (registers)
 
 __all__ = ["CallableMethod", "Claims", "Method", "MethodInfo", "as_method", "method", "methods", "parse_method", "register"]
+from . import integrated_gradients, smoothgrad, expected_gradients  # noqa: F401,E402  (registers)

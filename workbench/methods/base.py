@@ -44,7 +44,9 @@ class Method(abc.ABC):
     base_claims: ClassVar[Claims] = {}
 
     def __init__(self, **options: Any) -> None:
-        self._options = dict(options)
+        """Record the options that differ from the subclass constructor's defaults."""
+        params = inspect.signature(type(self).__init__).parameters
+        self._options = {k: v for k, v in options.items() if not _is_default(v, params.get(k))}
 
     @property
     def options(self) -> dict[str, Any]:
@@ -79,9 +81,10 @@ class Method(abc.ABC):
         check_model(model)
         check_input(x, model)
         t = _normalize_target(target, x.shape[0])
-        b = resolve_baseline(baseline, x) if self.uses_baseline else None
-        if not self.uses_baseline and baseline is not None:
-            resolve_baseline(baseline, x)  # still reject a malformed baseline
+        # None reaches the method, which then uses its own default baseline
+        b = None if baseline is None else resolve_baseline(baseline, x)
+        if not self.uses_baseline:
+            b = None
         with preserved(model, freeze_parameters=self.freeze_parameters):
             a = self._attribute(model, x.detach(), t, b)
         if a.shape != x.shape:
@@ -91,6 +94,15 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
         ...
+
+
+def _is_default(value: Any, param: Optional[inspect.Parameter]) -> bool:
+    if param is None or param.default is inspect.Parameter.empty:
+        return False
+    try:
+        return bool(value == param.default) and type(value) is type(param.default)
+    except (RuntimeError, TypeError, ValueError):
+        return False
 
 
 def _fmt(v: Any) -> str:

@@ -32,7 +32,7 @@ class Gradient(Method):
     base_claims = _GRADIENT_CLAIMS
 
     def __init__(self, *, chunk_size: Optional[int] = None) -> None:
-        super().__init__(**({} if chunk_size is None else {"chunk_size": chunk_size}))
+        super().__init__(chunk_size=chunk_size)
         self.chunk_size = chunk_size
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
@@ -48,7 +48,7 @@ class InputXGradient(Method):
     base_claims = _GRADIENT_CLAIMS
 
     def __init__(self, *, chunk_size: Optional[int] = None) -> None:
-        super().__init__(**({} if chunk_size is None else {"chunk_size": chunk_size}))
+        super().__init__(chunk_size=chunk_size)
         self.chunk_size = chunk_size
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:

@@ -1,0 +1,35 @@
+"""A deliberately FALSE claim: the peer trapezoid variant with weights summing to (n-1)/n is exact
+for constants.
+
+Nodes t_i = i/(n-1), i = 0..n-1, weights (1/n)(1/2, 1, ..., 1, 1/2). Exactness for constants is
+Q(1) = 1; the residual is Q(1) - 1 = -1/n, non-zero for every n: the rule loses a fraction 1/n of
+every integral (the 1/n relative completeness error measured in REFERENCES.md). Reported as not
+proved with that residual.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .base import Claim, Proof, ProofResult
+from .quadrature_exactness import broken_trapezoid, nonzero_for_all
+
+CLAIM = Claim(
+    name="false-trapezoid-weights",
+    statement=(
+        "(deliberately false) The trapezoid variant with weights (1/n)(1/2, 1, ..., 1, 1/2) on the nodes "
+        "i/(n-1) integrates constants exactly."
+    ),
+    assumptions=("n a symbolic integer, n >= 2",),
+)
+
+
+def prove() -> ProofResult:
+    p = Proof(CLAIM)
+    total = sympy.factor(broken_trapezoid(0))
+    p.step("sum of weights Q(1)", total)
+    p.cases = 1
+    ok = p.check("Q(1) - 1 (exactness for constants)", broken_trapezoid(0) - 1)
+    if not ok:
+        p.require("the residual is non-zero for every n >= 2", nonzero_for_all(broken_trapezoid(0) - 1, 2), p.failures[0][1])
+    return p.result()

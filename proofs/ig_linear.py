@@ -1,0 +1,37 @@
+"""IG of a linear model is w * (x - x'), for any baseline.
+
+F(x) = w . x + b has the constant gradient w, so along the straight path
+IG_i = (x_i - x'_i) * int_0^1 w_i da = w_i (x_i - x'_i); summing gives F(x) - F(x') (b cancels).
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .base import Claim, Proof, ProofResult, gradient, symbols_vec
+
+CLAIM = Claim(
+    name="ig-linear",
+    statement="For F(x) = w . x + b, integrated gradients along the straight path are IG_i = w_i (x_i - x'_i).",
+    assumptions=("w, b, x, x' real symbols; D = 3 inputs", "straight path x' + a (x - x'), a in [0, 1]"),
+)
+
+D = 3
+
+
+def prove() -> ProofResult:
+    p = Proof(CLAIM)
+    a = sympy.Symbol("alpha")
+    w, x, xp = symbols_vec("w", D), symbols_vec("x", D), symbols_vec("xp", D)
+    b = sympy.Symbol("b")
+    F = (w.T * x)[0] + b
+    p.step("model F(x)", F)
+    grad = gradient(F, list(x))
+    path = {x[i]: xp[i] + a * (x[i] - xp[i]) for i in range(D)}
+    ig = sympy.Matrix([(x[i] - xp[i]) * sympy.integrate(grad[i].subs(path, simultaneous=True), (a, 0, 1)) for i in range(D)])
+    p.step("IG_i = (x_i - x'_i) int_0^1 dF/dx_i(x' + a (x - x')) da", ig)
+    p.cases = 1
+    target = sympy.Matrix([w[i] * (x[i] - xp[i]) for i in range(D)])
+    p.check("IG - w * (x - x')", ig - target)
+    p.check("sum IG - (F(x) - F(x'))", sum(ig) - (F - F.subs(dict(zip(x, xp)), simultaneous=True)))
+    return p.result()

@@ -1,0 +1,152 @@
+"""What an axiom check is: cases (drawn or named), an evaluation per case, an Outcome.
+
+An axiom never raises on a violation; it returns an Outcome whose residual is compared with a
+tolerance. A Case holds everything needed to replay it: networks (spec + weights), input,
+baseline, target and the axiom's own parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from hypothesis import strategies as st
+from torch import Tensor
+
+from ..autograd import forward_targets
+from ..errors import ConvergenceError, UnsupportedModelError, WorkbenchError
+from ..methods.base import Method
+from ..nets import spec as S
+from ..strategies import Family
+
+
+@dataclass(frozen=True)
+class Case:
+    """One concrete instance an axiom is evaluated on."""
+
+    nets: dict  # name -> SpecNet
+    x: Tensor  # (1, ...) input
+    baseline: Tensor  # (1, ...) baseline
+    target: int
+    params: dict = field(default_factory=dict)
+    label: str = ""  # name of a paper fixture, if the case is one
+
+    def to_dict(self) -> dict:
+        return {
+            "networks": {k: S.to_dict(n) for k, n in self.nets.items()},
+            "x": self.x.tolist(),
+            "baseline": self.baseline.tolist(),
+            "target": self.target,
+            "params": self.params,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, dtype: torch.dtype = torch.float64) -> "Case":
+        nets = {k: S.from_dict(v, dtype=dtype) for k, v in d["networks"].items()}
+        return cls(
+            nets,
+            torch.tensor(d["x"], dtype=dtype),
+            torch.tensor(d["baseline"], dtype=dtype),
+            int(d["target"]),
+            dict(d.get("params", {})),
+            d.get("label", ""),
+        )
+
+    def describe(self) -> str:
+        lines = [f"{k}: {n.spec.describe()}" for k, n in self.nets.items()]
+        lines.append(f"x = {self.x.flatten().tolist()}")
+        lines.append(f"baseline = {self.baseline.flatten().tolist()}")
+        lines.append(f"target = {self.target}")
+        if self.params:
+            lines.append(f"params = {self.params}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of one case: residual vs tolerance (relative), or not applicable with a reason."""
+
+    residual: float = 0.0
+    tolerance: float = 0.0
+    applicable: bool = True
+    note: str = ""
+
+    @property
+    def violated(self) -> bool:
+        return self.applicable and not (self.residual <= self.tolerance)
+
+
+def not_applicable(reason: str) -> Outcome:
+    return Outcome(applicable=False, note=reason)
+
+
+def relative(residual: float, scale: float) -> float:
+    """|residual| / (1 + |scale|): the dtype tolerances are relative to this."""
+    r = abs(float(residual))
+    return r / (1.0 + abs(float(scale))) if math.isfinite(r) else math.inf
+
+
+def attribute(method: Method, net: S.SpecNet, x: Tensor, target: int, baseline: Tensor) -> Tensor:
+    """Run the method with a fixed torch RNG state, so stochastic methods repeat themselves."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return method.attribute(net, x, target=target, baseline=baseline if method.uses_baseline else None)
+
+
+def output(net: S.SpecNet, x: Tensor, target: int) -> float:
+    return float(forward_targets(net, x, torch.full((x.shape[0],), target, dtype=torch.long))[0])
+
+
+class Axiom:
+    """Base class: a name, a case strategy, named paper cases, and ``evaluate``."""
+
+    name: ClassVar[str] = "axiom"
+    description: ClassVar[str] = ""
+    def cases(self, family: Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
+        """Hypothesis strategy drawing cases for this axiom from a network family."""
+        raise NotImplementedError(f"{type(self).__name__} must define cases()")
+
+    def named_cases(self, dtype: torch.dtype) -> list[Case]:
+        return []
+
+    def evaluate(self, method: Method, case: Case, rtol: float) -> Outcome:
+        """Residual of one case; may raise, ``run`` turns errors into outcomes."""
+        raise NotImplementedError(f"{type(self).__name__} must define evaluate()")
+
+    def run(self, method: Method, case: Case, rtol: float) -> Outcome:
+        """``evaluate`` with the method's failures turned into outcomes (never raises)."""
+        try:
+            return self.evaluate(method, case, rtol)
+        except UnsupportedModelError as e:
+            return not_applicable(f"method does not support this network: {e}")
+        except ConvergenceError as e:
+            return Outcome(math.inf, rtol, True, f"method did not converge: {e}")
+        except WorkbenchError as e:
+            return Outcome(math.inf, rtol, True, f"method raised {type(e).__name__}: {e}")
+        except Exception as e:  # a crash on a valid case is a violation of the contract
+            return Outcome(math.inf, rtol, True, f"method raised {type(e).__name__}: {e}")
+
+
+_AXIOMS: dict[str, Axiom] = {}
+
+
+def register_axiom(cls: type) -> type:
+    _AXIOMS[cls.name] = cls()
+    return cls
+
+
+def axioms() -> dict[str, Axiom]:
+    """All registered axioms by name."""
+    return dict(_AXIOMS)
+
+
+def get_axiom(name: str) -> Axiom:
+    from ..errors import InputError
+
+    try:
+        return _AXIOMS[name]
+    except KeyError:
+        raise InputError(f"unknown axiom {name!r}; known axioms: {', '.join(_AXIOMS)}") from None

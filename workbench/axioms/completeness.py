@@ -1,0 +1,40 @@
+"""Completeness (IG's axiom; DeepLift's summation-to-delta): sum_i A_i = F(x) - F(x').
+
+For a method without a baseline the reference is x' = 0 (input x gradient sums to F(x) - F(0)
+exactly on bias-free ReLU networks, and not otherwise).
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+
+from .. import strategies as wst
+from ..nets import paper
+from .base import Axiom, Case, Outcome, attribute, output, register_axiom, relative
+
+
+@register_axiom
+class Completeness(Axiom):
+    name = "completeness"
+    description = "sum of attributions = F(x) - F(baseline)"
+
+    def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
+        return family.cases(dtype).map(lambda c: Case({"f": c.net}, c.x, c.baseline, c.target))
+
+    def named_cases(self, dtype: torch.dtype) -> list[Case]:
+        out = []
+        for name in paper.PAPER_NETS:
+            net, x, b, t = paper.paper_case(name, dtype=dtype)
+            out.append(Case({"f": net}, x, b, t, label=name))
+        return out
+
+    def evaluate(self, method, case: Case, rtol: float) -> Outcome:
+        f = case.nets["f"]
+        ref = case.baseline if method.uses_baseline else torch.zeros_like(case.x)
+        a = attribute(method, f, case.x, case.target, ref)
+        fx, fr = output(f, case.x, case.target), output(f, ref, case.target)
+        total = float(a.sum())
+        scale = max(abs(fx), abs(fr), float(a.abs().sum()))
+        note = f"sum(A) = {total:.6g}, F(x) - F(x') = {fx - fr:.6g}"
+        return Outcome(relative(total - (fx - fr), scale), rtol, True, note)
