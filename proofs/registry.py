@@ -43,10 +43,10 @@ def _entry(module: str, *, property_test: Optional[str] = None, axioms: tuple[st
 
 
 _ENTRIES = (
-    _entry("ig_completeness_smooth", axioms=("completeness",)),
-    _entry("ig_linear", axioms=("completeness", "linearity")),
-    _entry("quadrature_exactness", axioms=("completeness",)),
-    _entry("false_trapezoid_weights", axioms=("completeness",), expected=False),
+    _entry("ig_completeness_smooth", property_test="tests/properties/test_integrated_gradients.py::test_ig_completeness_on_smooth_networks", axioms=("completeness",)),
+    _entry("ig_linear", property_test="tests/properties/test_integrated_gradients.py::test_ig_of_a_linear_model_is_weight_times_delta", axioms=("completeness", "linearity")),
+    _entry("quadrature_exactness", property_test="tests/properties/test_quadrature.py::test_exact_up_to_stated_degree", axioms=("completeness",)),
+    _entry("false_trapezoid_weights", property_test="tests/properties/test_quadrature.py::test_broken_trapezoid_is_caught_by_the_same_properties", axioms=("completeness",), expected=False),
     _entry("fullgrad_decomposition", axioms=("completeness",)),
     _entry("proposition_1", axioms=("completeness", "weak-dependence")),
     _entry("gradient_weak_dependence", axioms=("weak-dependence",)),

@@ -20,8 +20,9 @@ from .methods import Method, method, methods
 __version__ = "0.1.0"
 
 from .check import Report, Verdict, check, replay  # noqa: E402
+from .fullgrad import FullGradients, full_gradients  # noqa: E402
 
 __all__ = [
-    "ConvergenceError", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
-    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "method", "methods", "replay",
+    "ConvergenceError", "FullGradients", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
+    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "full_gradients", "method", "methods", "replay",
 ]

@@ -25,6 +25,14 @@ MATRIX_METHODS = (
     "smoothgrad",
     "smoothgrad[base=integrated-gradients]",
     "expected-gradients",
+    "full-gradients",
+    "fullgrad",
+    "gradcam",
+    "guided-backprop",
+    "rectgrad",
+    "lrp",
+    "lrp[composite='zero']",
+    "deeplift",
 )
 
 
@@ -134,6 +142,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if outcome.violated else 0
 
 
+def cmd_prove(args: argparse.Namespace) -> int:
+    from proofs.report import main as prove_main
+
+    return prove_main(list(args.rest))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import cli
+
+    return cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Theory-checking bench for attribution methods")
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.set_defaults(func=cmd_check)
+
+    pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
+    pr.add_argument("rest", nargs=argparse.REMAINDER, help="[NAME ...] [--json] [--out FILE]")
+    pr.set_defaults(func=cmd_prove)
+
+    e = sub.add_parser("explain", help="PNG of a saliency map over an image, beside input gradient and Grad-CAM")
+    e.add_argument("image", help="image file, skimage:NAME (e.g. skimage:astronaut) or digits:K")
+    e.add_argument("--method", default="fullgrad", help="saliency method (default fullgrad)")
+    e.add_argument("--model", help="torchvision architecture (default: a small CNN trained on sklearn digits)")
+    e.add_argument("--weights", help="checkpoint for --model (without it the weights are random)")
+    e.add_argument("--out", help="PNG path (default explain-METHOD.png)")
+    e.add_argument("--target", type=int, help="class to explain (default: the top class)")
+    e.add_argument("--size", type=int, default=224, help="input side for --model (default 224)")
+    e.set_defaults(func=cmd_explain)
 
     r = sub.add_parser("replay", help="re-run a saved counterexample file")
     r.add_argument("file")

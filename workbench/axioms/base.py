@@ -55,8 +55,14 @@ class Case:
             d.get("label", ""),
         )
 
-    def describe(self) -> str:
-        lines = [f"{k}: {n.spec.describe()}" for k, n in self.nets.items()]
+    def describe(self, max_weights: int = 64) -> str:
+        """Readable text: each network's layers and (when small) its weights, then the input."""
+        lines = []
+        for k, n in self.nets.items():
+            lines.append(f"{k}: {n.spec.describe()}")
+            state = {name: t for name, t in n.state_dict().items() if t.is_floating_point()}
+            if sum(t.numel() for t in state.values()) <= max_weights:
+                lines += [f"    {name} = {t.tolist()}" for name, t in state.items()]
         lines.append(f"x = {self.x.flatten().tolist()}")
         lines.append(f"baseline = {self.baseline.flatten().tolist()}")
         lines.append(f"target = {self.target}")

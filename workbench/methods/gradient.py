@@ -29,7 +29,8 @@ class Gradient(Method):
 
     name = "gradient"
     description = "input gradient dF/dx"
-    base_claims = _GRADIENT_CLAIMS
+    # constant inside each linear region of a piecewise-linear network (FullGrad's weak dependence)
+    base_claims = {**_GRADIENT_CLAIMS, "weak-dependence": None}
 
     def __init__(self, *, chunk_size: Optional[int] = None) -> None:
         super().__init__(chunk_size=chunk_size)

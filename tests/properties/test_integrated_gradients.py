@@ -1,0 +1,97 @@
+"""Integrated Gradients: the exact rule is the oracle for the quadratures; chunking never
+changes an answer; the error-controlled mode meets its tolerance; numeric twins of the
+proofs ig-completeness-smooth and ig-linear."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import workbench
+from workbench import strategies as wst
+from workbench.check import check_axiom
+from workbench.methods.integrated_gradients import IntegratedGradients
+from workbench.nets import spec as S
+from workbench.quadrature import RULES
+from workbench.strategies import Family
+
+
+def _ig(**options) -> IntegratedGradients:
+    return workbench.method("integrated-gradients", **options)
+
+
+@given(wst.network_cases("mlp"), st.sampled_from(RULES))
+def test_quadrature_error_shrinks_towards_the_exact_integral(case, rule):
+    args = dict(target=case.target, baseline=case.baseline)
+    exact = _ig(rule="exact").attribute(case.net, case.x, **args)
+    coarse = _ig(rule=rule, steps=8, tolerance=None).attribute(case.net, case.x, **args)
+    fine = _ig(rule=rule, steps=512, tolerance=None).attribute(case.net, case.x, **args)
+    e_coarse = (coarse - exact).abs().max().item()
+    e_fine = (fine - exact).abs().max().item()
+    scale = 1 + exact.abs().max().item() + (case.x - case.baseline).abs().max().item() * 8
+    # a piecewise-constant integrand makes every rule O(1/n): 64x more steps, far smaller error
+    assert e_fine <= max(e_coarse / 4, 1e-12 * scale) or e_fine <= 0.05 * scale / 64
+
+
+@given(wst.network_cases(), st.integers(1, 7))
+def test_chunk_size_does_not_change_the_answer(case, chunk):
+    for options in (dict(tolerance=None, steps=12), dict()):
+        whole = _ig(**options).attribute(case.net, case.x, target=case.target, baseline=case.baseline)
+        parts = _ig(chunk_size=chunk, **options).attribute(case.net, case.x, target=case.target, baseline=case.baseline)
+        # rows are independent; only the BLAS blocking of the batch may move the last bits
+        assert torch.allclose(whole, parts, rtol=0, atol=1e-12 * (1 + whole.abs().max().item()))
+
+
+@given(wst.network_cases(activations=("relu", "softplus", "gelu")), st.sampled_from([1e-3, 1e-6]))
+def test_error_controlled_mode_meets_its_tolerance(case, tol):
+    r = _ig(tolerance=tol).integrate(case.net, case.x, target=case.target, baseline=case.baseline)
+    scale = max(r.output.abs().item(), r.baseline_output.abs().item(), (r.output - r.baseline_output).abs().item())
+    assert abs(r.residual.item()) <= tol * scale + 1e-9
+    assert int(r.gradient_evaluations[0]) <= 4096
+
+
+def test_error_controlled_mode_reports_non_convergence():
+    net, x, b, t = __import__("workbench.nets.paper", fromlist=["paper_case"]).paper_case("ig-saturating")
+    x = torch.full_like(x, 2.2)  # the kink at s = 1/2.2 is no bisection point
+    with pytest.raises(workbench.ConvergenceError, match="max_steps"):
+        _ig(tolerance=1e-12, max_steps=8, steps=2).integrate(net, x, target=t, baseline=b)
+    r = _ig(tolerance=1e-8).integrate(net, x, target=t, baseline=b)  # bisection isolates the kink
+    assert r.tolerance == 1e-8
+    assert abs(r.residual.item()) <= 1e-8 and r.gradient_evaluations.item() < 200
+    # below the dtype's round-off floor the tolerance is raised, and the raise is reported
+    assert _ig(tolerance=1e-12).integrate(net, x, target=t, baseline=b).tolerance == 1e-8
+
+
+def test_residual_returned_on_request():
+    net, x, b, t = __import__("workbench.nets.paper", fromlist=["paper_case"]).paper_case("ig-saturating")
+    a, residual = _ig(rule="exact").attribute(net, x, target=t, baseline=b, return_residual=True)
+    assert a.item() == pytest.approx(1.0) and abs(residual.item()) < 1e-12
+    a, residual = _ig(rule="right", steps=1, tolerance=None).attribute(net, x, target=t, baseline=b, return_residual=True)
+    assert a.item() == 0.0 and residual.item() == pytest.approx(-1.0)
+
+
+def test_ig_completeness_on_smooth_networks(tmp_path):
+    """Twin of proofs/ig_completeness_smooth: completeness holds on softplus/GELU networks."""
+    v = check_axiom(_ig(), "completeness", examples=20, seed=3, family=Family("any", ("softplus", "gelu")), save_dir=tmp_path)
+    assert v.holds is True and v.cases >= 20
+
+
+@given(st.integers(1, 4), st.integers(1, 3), st.data())
+def test_ig_of_a_linear_model_is_weight_times_delta(d, outputs, data):
+    """Twin of proofs/ig_linear: IG = w_t * (x - x') for F(x) = W x + b, for every rule."""
+    net = data.draw(wst.weights_for(S.NetSpec((d,), (S.Linear(outputs),))))
+    x = data.draw(wst.inputs(net.spec))
+    b = data.draw(wst.baselines(net.spec))
+    t = data.draw(wst.targets(net.spec))
+    expected = net[0].weight[t] * (x - b)
+    for options in (dict(rule="exact"), dict(), *[dict(rule=r, steps=3, tolerance=None) for r in RULES]):
+        got = _ig(**options).attribute(net, x, target=t, baseline=b)
+        assert torch.allclose(got, expected, atol=1e-12, rtol=1e-12), options
+
+
+def test_default_baseline_option_is_used():
+    net = S.build(S.NetSpec((3,), (S.Linear(4), S.ReLU(), S.Linear(2))), generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, dtype=torch.float64)
+    ones = _ig(baseline="zero").attribute(net, x, target=0, baseline=torch.ones_like(x))
+    named = _ig(baseline=1.0).attribute(net, x, target=0)
+    assert torch.allclose(ones, named, atol=1e-10)

@@ -1,0 +1,271 @@
+"""The picture: a saliency map over the image, beside the input gradient and Grad-CAM.
+
+``explain(image, method="fullgrad", model=None, weights=None, out=None)`` writes a PNG:
+
+* default model: a small CNN trained on scikit-learn's 8x8 digits (a few seconds on a CPU),
+  cached under ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) in a file named by a hash of
+  its training configuration; images are converted to 8x8 grey levels in [0, 1] like the digits;
+  IMAGE ``digits:K`` is the K-th digit of the data set;
+* ``model="resnet18"`` (any torchvision classification architecture) with ``weights=FILE`` (a state
+  dict or a pickled module): a photograph, resized to ``size`` and ImageNet-normalized; without
+  weights the network is random and the figure title says so;
+* ``model=`` an ``nn.Module`` (eval mode, image input): used as is; ``size`` and ``channels`` say
+  what input it takes.
+
+IMAGE is a file path or ``skimage:NAME`` (a scikit-image sample such as ``skimage:astronaut``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError, ModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# -- the default model: a small CNN on scikit-learn's digits -------------------------------------
+@dataclass(frozen=True)
+class DigitsConfig:
+    """Everything that determines the trained weights; its hash names the cache file."""
+
+    channels: tuple = (16, 32)
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    train_fraction: float = 0.8
+
+    def key(self) -> str:
+        text = json.dumps({**asdict(self), "arch": digits_cnn_description()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def digits_cnn_description() -> str:
+    return "conv3(c0)-bn-relu-conv3(c1)-bn-relu-maxpool2-flatten-linear(10) on 1x8x8 grey in [0, 1]"
+
+
+def digits_cnn(cfg: DigitsConfig = DigitsConfig()) -> nn.Sequential:
+    c0, c1 = cfg.channels
+    return nn.Sequential(
+        nn.Conv2d(1, c0, 3, padding=1), nn.BatchNorm2d(c0), nn.ReLU(),
+        nn.Conv2d(c0, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(c1 * 16, 10),
+    )
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench"))
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
+
+
+def train_digits(cfg: DigitsConfig = DigitsConfig(), *, verbose: bool = False) -> tuple[nn.Module, dict]:
+    """Train the digits CNN (or load it from the cache); returns (model in eval mode, info)."""
+    path = cache_dir() / f"digits-cnn-{cfg.key()}.pt"
+    model = digits_cnn(cfg)
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["state"])
+        return model.eval(), {**saved["info"], "cached": str(path)}
+    images, labels = _digits()
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = digits_cnn(cfg)
+    perm = torch.randperm(len(labels), generator=g)
+    n_train = int(cfg.train_fraction * len(labels))
+    x = torch.from_numpy(images).unsqueeze(1)[perm]
+    y = torch.from_numpy(labels)[perm]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start = time.monotonic()
+    model.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n_train, generator=g)
+        for i in range(0, n_train, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(x[n_train:]).argmax(1) == y[n_train:]).float().mean())
+    info = {"test_accuracy": acc, "train_seconds": time.monotonic() - start, "config": asdict(cfg)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state": model.state_dict(), "info": info}, tmp)
+    tmp.replace(path)
+    if verbose:
+        print(f"trained digits CNN: test accuracy {acc:.3f} in {info['train_seconds']:.1f}s -> {path}")
+    return model, {**info, "cached": str(path)}
+
+
+# -- images ------------------------------------------------------------------------------------
+def load_image(image: Union[str, Path, np.ndarray]) -> np.ndarray:
+    """An image as a float array in [0, 1], (H, W) or (H, W, 3). ``skimage:NAME``, ``digits:K`` or a path."""
+    if isinstance(image, np.ndarray):
+        arr = image
+    else:
+        text = str(image)
+        if text.startswith("skimage:"):
+            import skimage.data
+
+            name = text.split(":", 1)[1]
+            fn = getattr(skimage.data, name, None)
+            if fn is None or not callable(fn):
+                raise InputError(f"scikit-image has no sample image {name!r} (try astronaut, camera, coffee, chelsea)")
+            arr = fn()
+        elif text.startswith("digits:"):
+            images, _ = _digits()
+            k = int(text.split(":", 1)[1])
+            if not 0 <= k < len(images):
+                raise InputError(f"digits has {len(images)} images; {k} is out of range")
+            return images[k]
+        else:
+            p = Path(text)
+            if not p.exists():
+                raise InputError(f"image file {text!r} does not exist")
+            import matplotlib.image
+
+            arr = matplotlib.image.imread(str(p))
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.max() > 1.0:
+        arr = arr / 255.0
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    return arr
+
+
+def _resize(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    if channels == 1 and arr.ndim == 3:
+        arr = arr.mean(2)
+    if channels == 3 and arr.ndim == 2:
+        arr = np.stack([arr] * 3, 2)
+    shape = (size, size) + ((3,) if channels == 3 else ())
+    return resize(arr, shape, anti_aliasing=True)
+
+
+def _torchvision(arch: str, weights: Optional[str]) -> tuple[nn.Module, bool]:
+    import torchvision
+
+    try:
+        model = torchvision.models.get_model(arch, weights=None)
+    except ValueError:
+        raise InputError(f"unknown torchvision architecture {arch!r}") from None
+    if weights is None:
+        return model.eval(), True
+    p = Path(weights)
+    if not p.exists():
+        raise InputError(f"weights file {weights!r} does not exist")
+    obj = torch.load(p, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return obj.eval(), False
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"{weights} does not fit {arch}: {str(e)[:300]}") from None
+    return model.eval(), False
+
+
+# -- the figure --------------------------------------------------------------------------------
+def explain(
+    image: Union[str, Path, np.ndarray],
+    *,
+    method: str = "fullgrad",
+    model: Union[None, str, nn.Module] = None,
+    weights: Optional[str] = None,
+    out: Union[None, str, Path] = None,
+    target: Optional[int] = None,
+    size: int = 224,
+    channels: int = 3,
+    title: Optional[str] = None,
+) -> Path:
+    """Write a PNG: the image, the `method` map over it, |input gradient| and Grad-CAM; return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .methods import parse_method
+
+    random_weights, label = False, ""
+    arr = load_image(image)
+    if model is None:
+        net, info = train_digits()
+        pic = _resize(arr, 8, 1) if arr.shape[:2] != (8, 8) or arr.ndim == 3 else arr
+        x = torch.tensor(pic, dtype=torch.float32).view(1, 1, 8, 8)
+        shown = pic
+        label = f"digits CNN (test accuracy {info['test_accuracy']:.2f})"
+    elif isinstance(model, str):
+        net, random_weights = _torchvision(model, weights)
+        pic = _resize(arr, size, 3)
+        mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+        x = torch.tensor(((pic - mean) / std).transpose(2, 0, 1), dtype=torch.float32).unsqueeze(0)
+        shown = pic
+        label = model + ("" if random_weights else f" ({Path(weights).name})")
+    elif isinstance(model, nn.Module):
+        net = model
+        pic = _resize(arr, size, channels)
+        shown = pic
+        t = torch.tensor(pic if channels == 1 else pic.transpose(2, 0, 1))
+        dtype = next((p.dtype for p in net.parameters()), torch.float32)
+        x = t.to(dtype).reshape(1, channels, size, size)
+        label = title or type(model).__name__
+    else:
+        raise InputError(f"model must be None, a torchvision architecture name or an nn.Module, got {type(model).__name__}")
+    if any(m.training for m in net.modules()):
+        raise ModelError("the model is in training mode; call model.eval() first")
+    with torch.no_grad():
+        logits = net(x)
+    tgt = int(logits.argmax(1)) if target is None else int(target)
+    maps = {}
+    for name in (method, "gradient", "gradcam"):
+        a = parse_method(name).attribute(net, x, target=tgt)
+        m = a[0].abs().sum(0) if name == "gradient" else a[0, 0]
+        maps[name] = m.detach().cpu().numpy()
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    cmap = "gray" if shown.ndim == 2 else None
+    axes[0].imshow(shown, cmap=cmap)
+    axes[0].set_title("input")
+    for ax, (name, m) in zip(axes[1:], maps.items()):
+        ax.imshow(shown, cmap=cmap)
+        ax.imshow(m, cmap="jet", alpha=0.5)
+        ax.set_title({"gradient": "|input gradient|", "gradcam": "Grad-CAM"}.get(name, name))
+    for ax in axes:
+        ax.axis("off")
+    head = f"{label}: class {tgt} (logit {float(logits[0, tgt]):.3g})"
+    if random_weights:
+        head = "RANDOM WEIGHTS (no checkpoint given), maps explain an untrained network - " + head
+    fig.suptitle(head, fontsize=10)
+    fig.tight_layout()
+    path = Path(out) if out is not None else Path(f"explain-{method.split('[')[0]}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def cli(args) -> int:
+    """``workbench explain`` (see cli.py)."""
+    path = explain(args.image, method=args.method, model=args.model, weights=args.weights, out=args.out, target=args.target, size=args.size)
+    print(path)
+    return 0

@@ -1,0 +1,16 @@
+"""Backward rules for modified backprop and the engine that attaches them (see engine.py)."""
+
+from .engine import Attachment, Composite, Rule, TraceEntry, bypass, matches
+from .rules import (
+    AlphaBeta, DeconvNet, ElementwiseRule, Epsilon, Flat, Gamma, Gradient, Group, GuidedBackprop,
+    LinearRule, LRPZero, Pass, RectGrad, Rescale, RescaleMaxPool, Term, WSquare, ZBox, ZPlus,
+)
+from .canonizers import MergeBatchNorm, ResidualSum, Sum
+from .composites import CONSERVATIVE, composite, composite_names
+
+__all__ = [
+    "AlphaBeta", "Attachment", "CONSERVATIVE", "Composite", "DeconvNet", "ElementwiseRule", "Epsilon",
+    "Flat", "Gamma", "Gradient", "Group", "GuidedBackprop", "LRPZero", "LinearRule", "MergeBatchNorm",
+    "Pass", "RectGrad", "Rescale", "RescaleMaxPool", "ResidualSum", "Rule", "Sum", "Term", "TraceEntry",
+    "WSquare", "ZBox", "ZPlus", "bypass", "composite", "composite_names", "matches",
+]

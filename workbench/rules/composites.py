@@ -1,0 +1,125 @@
+"""Named composites: which rule on which layer. ``composite(name, **options)`` builds one.
+
+Layer classes: DENSE (Linear), CONV (Conv1d/2d/3d), POOL_LINEAR (average pools, the canonizer's
+Sum, a BatchNorm the canonizer could not fold: modules linear in their input, given the LRP-0 /
+epsilon rule -- Zennit's "Norm"), ACTIVATIONS (relevance passes). Max pooling keeps its gradient
+(the winner takes the relevance: conservative). Every LRP composite canonizes with
+``MergeBatchNorm`` and ``ResidualSum``.
+
+    name                 dense        conv          first layer   (DTD / Zennit name)
+    zero                 LRP-0        LRP-0         -
+    epsilon              epsilon      epsilon       -
+    gamma                gamma        gamma         -
+    zplus                z+           z+            -             DTD z+ everywhere
+    alpha-beta           alpha-beta   alpha-beta    -
+    epsilon-plus         epsilon      z+ (signed)   -             EpsilonPlus
+    epsilon-plus-flat    epsilon      z+ (signed)   flat          EpsilonPlusFlat
+    epsilon-alpha2-beta1 epsilon      alpha2beta1   -             EpsilonAlpha2Beta1
+    epsilon-gamma-box    epsilon      gamma         zB            EpsilonGammaBox
+    dtd-zb               z+           z+            zB            DTD for box-bounded pixels
+    dtd-w2               z+           z+            w-square      DTD for unbounded inputs
+    flat / w-square      flat / w2    flat / w2     -             (conservation tests)
+
+Options (all composites accept all, unused ones are ignored): epsilon (1e-6), gamma (0.25),
+alpha (2), beta (1), low / high (zB box, default -3 / 3), stabilizer (0: exact division with
+0/0 := 0; Zennit uses 1e-6), bias (whether LRP-0/epsilon/gamma denominators include the bias,
+default True), zplus_bias (z+ denominators include b+, default False; Zennit: True).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import InputError
+from . import rules as R
+from .canonizers import MergeBatchNorm, ResidualSum, Sum
+from .engine import Composite
+
+DENSE = (nn.Linear,)
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+POOL_LINEAR = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Sum, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6, nn.Hardtanh)
+
+DEFAULTS = dict(epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=-3.0, high=3.0, stabilizer=0.0, bias=True, zplus_bias=False)
+
+
+def _lrp(dense: R.Rule, conv: R.Rule, first: Any, o: dict, name: str) -> Composite:
+    pool = R.LRPZero(bias=True, stabilizer=o["stabilizer"]) if o["stabilizer"] else R.LRPZero()
+    mapping = [(ACTIVATIONS, R.Pass()), (DENSE, dense), (CONV, conv), (POOL_LINEAR, pool)]
+    return Composite(mapping, first=first, canonizers=[MergeBatchNorm(), ResidualSum()], name=name)
+
+
+def _rule(kind: str, o: dict) -> R.Rule:
+    st = o["stabilizer"]
+    if kind == "zero":
+        return R.LRPZero(bias=o["bias"], stabilizer=st)
+    if kind == "epsilon":
+        return R.Epsilon(epsilon=o["epsilon"], bias=o["bias"])
+    if kind == "gamma":
+        return R.Gamma(gamma=o["gamma"], bias=o["bias"], stabilizer=st)
+    if kind == "zplus":
+        return R.ZPlus(bias=o["zplus_bias"], stabilizer=st)
+    if kind == "zplus-signed":
+        return R.ZPlus(bias=o["zplus_bias"], signed_inputs=True, stabilizer=st)
+    if kind == "alpha-beta":
+        return R.AlphaBeta(alpha=o["alpha"], beta=o["beta"], stabilizer=st)
+    if kind == "alpha2-beta1":
+        return R.AlphaBeta(alpha=2.0, beta=1.0, stabilizer=st)
+    if kind == "flat":
+        return R.Flat(stabilizer=st)
+    if kind == "w-square":
+        return R.WSquare(stabilizer=st)
+    if kind == "zb":
+        return R.ZBox(low=o["low"], high=o["high"], stabilizer=st)
+    raise InputError(f"unknown rule kind {kind!r}")
+
+
+#: composite name -> (dense rule, conv rule, first-layer rule or None)
+TABLE = {
+    "zero": ("zero", "zero", None),
+    "epsilon": ("epsilon", "epsilon", None),
+    "gamma": ("gamma", "gamma", None),
+    "zplus": ("zplus", "zplus", None),
+    "alpha-beta": ("alpha-beta", "alpha-beta", None),
+    "flat": ("flat", "flat", None),
+    "w-square": ("w-square", "w-square", None),
+    "epsilon-plus": ("epsilon", "zplus-signed", None),
+    "epsilon-plus-flat": ("epsilon", "zplus-signed", "flat"),
+    "epsilon-alpha2-beta1": ("epsilon", "alpha2-beta1", None),
+    "epsilon-gamma-box": ("epsilon", "gamma", "zb"),
+    "dtd-zb": ("zplus", "zplus", "zb"),
+    "dtd-w2": ("zplus", "zplus", "w-square"),
+}
+
+#: composites whose every rule conserves relevance on bias-free ReLU networks with F_t(x) > 0 and
+#: signed inputs (z+ and gamma at the input layer can meet a zero denominator with signed x)
+CONSERVATIVE = {"zero", "flat", "w-square", "dtd-zb", "dtd-w2"}
+
+
+def composite_names() -> list[str]:
+    return sorted(TABLE)
+
+
+def composite(name: str, **options: Any) -> Composite:
+    """Build the named LRP composite (see the module docstring for names and options)."""
+    if name not in TABLE:
+        raise InputError(f"unknown composite {name!r}; known: {', '.join(composite_names())}")
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise InputError(f"unknown composite options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    o = {**DEFAULTS, **options}
+    dense, conv, first = TABLE[name]
+    return _lrp(_rule(dense, o), _rule(conv, o), _rule(first, o) if first else None, o, name)
+
+
+def elementwise(rule: R.Rule, name: str = "") -> Composite:
+    """A composite putting `rule` on every ReLU (GBP, DeconvNet, RectGrad, gradient)."""
+    return Composite([(nn.ReLU, rule)], name=name)
+
+
+def deeplift(store: Any) -> Composite:
+    """DeepLift Rescale: Rescale at elementwise nonlinearities, exact multipliers at max pools;
+    affine layers (Linear, Conv, BatchNorm, average pools, sums) keep their gradient (exact)."""
+    return Composite([(ACTIVATIONS, R.Rescale(store)), (nn.MaxPool2d, R.RescaleMaxPool(store))], name="deeplift")

@@ -1,0 +1,457 @@
+"""Backward rules: the local backward of one layer type, written as named pieces.
+
+Elementwise rules (at ReLU): ``ElementwiseRule.map(x, y, grad) -> grad``.
+
+- ``Gradient``          1[z > 0] g (torch's convention at z = 0 is ``at_zero=False``)
+- ``GuidedBackprop``    1[z > 0] 1[g > 0] g; ``at_zero`` says whether z == 0 passes
+- ``DeconvNet``         1[g > 0] g (z is ignored; g == 0 contributes 0 either way)
+- ``RectGrad``          1[a g > tau] g, tau the q-th percentile (linear interpolation, as
+                        numpy.percentile) of a * g over each sample's units (Kim et al. 2019)
+- ``Pass``              g (activations under LRP: relevance passes unchanged)
+
+(ReLU rules read z > 0 off the output: a = relu(z) > 0 iff z > 0, so in-place ReLUs are fine.)
+
+LRP rules (``LinearRule``, for any module linear in its input: Linear, Conv, AvgPool, the
+canonizer's Sum, an unfolded BatchNorm). A rule is a tuple of *groups*; a group has a
+coefficient c and *terms* (input modifier f_k, parameter modifier p_k, sign s_k). With the
+layer's forward L(input; params)::
+
+    z     = sum_k s_k L(f_k(x); p_k(params))           (per group: the modified forward)
+    q     = R / stabilize(z)                           (gradient mapper)
+    R_in  = sum_groups c * sum_k s_k f_k(x) * J_k^T q  (reducer: input times modified gradient)
+
+``J_k^T q`` is the vector-Jacobian product of L at f_k(x) with parameters p_k, computed by
+autograd on ``torch.func.functional_call`` -- so a new rule is a few named functions:
+
+- LRP-0        one term (x, W, b)
+- epsilon      same, stabilize(z) = z + eps * sign(z) (sign(0) = +1): absorbs relevance
+- gamma        (x, W + gamma W+, b + gamma b+)  (classic Montavon et al. 2019 form)
+- alpha-beta   alpha * {(x+, W+, b+), (x-, W-)} - beta * {(x+, W-, b-), (x-, W+)}
+- z+ (DTD)     (x, W+[, b+]) -- meant for x >= 0; equals alpha=1/beta=0 there
+- zB           (x, W) - (low, W+) - (high, W-)      for a box low <= x <= high
+- flat         (1, 1): every input shares equally by receptive field
+- w-square     (1, W^2)
+
+``bias`` (a named parameter) says whether the (modified) bias enters the denominator. The
+``stabilizer`` of the non-epsilon rules defaults to 0: an exact division, with 0/0 := 0 (a
+unit with z = 0 passes nothing); Zennit's convention is 1e-6 added with the sign of z.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .engine import Rule
+
+# -- elementwise rules ---------------------------------------------------------------------
+
+
+class ElementwiseRule(Rule):
+    """A rule of an elementwise activation: ``map(x, y, grad) -> grad``."""
+
+    def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
+        return self.map(x, y, grad)
+
+
+def _active(y: Tensor, at_zero: bool) -> Tensor:
+    return (y >= 0) if at_zero else (y > 0)
+
+
+@dataclass(frozen=True, repr=False)
+class Pass(ElementwiseRule):
+    """The signal passes unchanged (LRP's rule for activations)."""
+
+    def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
+        return grad
+
+
+@dataclass(frozen=True, repr=False)
+class Gradient(ElementwiseRule):
+    """The ReLU's own gradient 1[z > 0] g; ``at_zero=True`` passes z == 0 too."""
+
+    at_zero: bool = False
+
+    def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
+        return grad * _active(y, self.at_zero).to(grad.dtype)
+
+
+@dataclass(frozen=True, repr=False)
+class GuidedBackprop(ElementwiseRule):
+    """1[z > 0] 1[g > 0] g (Springenberg et al. 2015); ``at_zero`` decides z == 0 (torch: blocked)."""
+
+    at_zero: bool = False
+
+    def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
+        return grad.clamp(min=0) * _active(y, self.at_zero).to(grad.dtype)
+
+
+@dataclass(frozen=True, repr=False)
+class DeconvNet(ElementwiseRule):
+    """1[g > 0] g (Zeiler & Fergus 2014): the forward activation is ignored."""
+
+    def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
+        return grad.clamp(min=0)
+
+
+def percentile(v: Tensor, q: float) -> Tensor:
+    """Per-row q-th percentile of a (N, D) tensor, linear interpolation (numpy's default)."""
+    d = v.shape[1]
+    s = v.sort(dim=1).values
+    pos = (q / 100.0) * (d - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, d - 1)
+    frac = pos - lo
+    return s[:, lo] + frac * (s[:, hi] - s[:, lo])
+
+
+@dataclass(frozen=True, repr=False)
+class RectGrad(ElementwiseRule):
+    """Pass g only where a * g > tau, tau = q-th percentile of a * g over the sample (Kim et al. 2019).
+
+    Read literally from the paper's rule R = 1[a * R > tau] R, which replaces the ReLU's own
+    mask 1[z > 0]: with tau >= 0 (the usual case at q = 98) inactive units are blocked anyway.
+    """
+
+    q: float = 98.0
+
+    def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
+        n = grad.shape[0]
+        score = (y * grad).reshape(n, -1)
+        tau = percentile(score, self.q).view(n, *([1] * (grad.dim() - 1)))
+        return grad * ((y * grad) > tau).to(grad.dtype)
+
+
+# -- LRP: named pieces -------------------------------------------------------------------
+
+InputModifier = Callable[[Tensor], Tensor]
+ParamModifier = Callable[[str, Tensor], Tensor]
+
+
+def identity_input(x: Tensor) -> Tensor:
+    return x
+
+
+def positive_input(x: Tensor) -> Tensor:
+    return x.clamp(min=0)
+
+
+def negative_input(x: Tensor) -> Tensor:
+    return x.clamp(max=0)
+
+
+def ones_input(x: Tensor) -> Tensor:
+    return torch.ones_like(x)
+
+
+@dataclass(frozen=True)
+class ConstantInput:
+    """Input modifier returning a constant (zB's box bounds), broadcast to x's shape."""
+
+    value: Any
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.as_tensor(self.value, dtype=x.dtype, device=x.device).expand_as(x)
+
+
+def identity_param(name: str, p: Tensor) -> Tensor:
+    return p
+
+
+def positive_param(name: str, p: Tensor) -> Tensor:
+    return p.clamp(min=0)
+
+
+def negative_param(name: str, p: Tensor) -> Tensor:
+    return p.clamp(max=0)
+
+
+def ones_param(name: str, p: Tensor) -> Tensor:
+    return torch.ones_like(p)
+
+
+def square_param(name: str, p: Tensor) -> Tensor:
+    return p * p
+
+
+@dataclass(frozen=True)
+class GammaParam:
+    """w + gamma w+ (the gamma rule's parameter modifier)."""
+
+    gamma: float
+
+    def __call__(self, name: str, p: Tensor) -> Tensor:
+        return p + self.gamma * p.clamp(min=0)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One modified forward L(input(x); param(params)) entering the group with ``sign``.
+
+    ``bias``: whether this term's (modified) bias enters the denominator (else it is zeroed).
+    """
+
+    input: InputModifier = identity_input
+    param: ParamModifier = identity_param
+    sign: float = 1.0
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class Group:
+    """Terms sharing one denominator, and the group's coefficient in the reducer."""
+
+    terms: tuple
+    coefficient: float = 1.0
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """z + epsilon * sign(z), with sign(0) = +1 (Zennit's convention)."""
+    return z + epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+
+def safe_divide(r: Tensor, z: Tensor, epsilon: float) -> Tensor:
+    """r / stabilize(z, epsilon); where the stabilized denominator is 0 the quotient is 0."""
+    d = stabilize(z, epsilon) if epsilon else z
+    zero = d == 0
+    return torch.where(zero, torch.zeros_like(r), r / torch.where(zero, torch.ones_like(d), d))
+
+
+def _modified_params(module: nn.Module, term: Term) -> dict:
+    out = {}
+    for name, p in module.named_parameters(recurse=False):
+        v = term.param(name, p.detach())
+        if name == "bias" and not term.bias:
+            v = torch.zeros_like(v)
+        out[name] = v
+    return out
+
+
+class LinearRule(Rule):
+    """An LRP rule from groups of terms (see the module docstring); ``stabilizer`` is the epsilon."""
+
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        raise NotImplementedError
+
+    def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
+        out = torch.zeros_like(x)
+        for group in self.groups():
+            inputs, outputs = [], []
+            for term in group.terms:
+                xi = term.input(x).detach().requires_grad_(True)
+                params = _modified_params(module, term)
+                outputs.append(functional_call(module, params, (xi,)))
+                inputs.append(xi)
+            z = sum(t.sign * o for t, o in zip(group.terms, outputs))
+            q = safe_divide(grad, z.detach(), self.stabilizer)
+            grads = torch.autograd.grad(outputs, inputs, grad_outputs=[q] * len(outputs), allow_unused=True)
+            for term, xi, g in zip(group.terms, inputs, grads):
+                if g is not None:
+                    out = out + group.coefficient * term.sign * xi.detach() * g
+        return out
+
+
+@dataclass(frozen=True)
+class LRPZero(LinearRule):
+    """LRP-0: R_i = sum_j a_i w_ij / z_j R_j (Bach et al. 2015); conservative without bias."""
+
+    bias: bool = True
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        return (Group((Term(bias=self.bias),)),)
+
+
+@dataclass(frozen=True)
+class Epsilon(LinearRule):
+    """LRP-epsilon: denominator z_j + epsilon sign(z_j); absorbs relevance of weak units."""
+
+    epsilon: float = 1e-6
+    bias: bool = True
+
+    @property
+    def stabilizer(self) -> float:  # type: ignore[override]
+        return self.epsilon
+
+    def groups(self) -> Sequence[Group]:
+        return (Group((Term(bias=self.bias),)),)
+
+
+@dataclass(frozen=True)
+class Gamma(LinearRule):
+    """LRP-gamma: w + gamma w+ (and b + gamma b+ if ``bias``)."""
+
+    gamma: float = 0.25
+    bias: bool = True
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        return (Group((Term(param=GammaParam(self.gamma), bias=self.bias),)),)
+
+
+@dataclass(frozen=True)
+class AlphaBeta(LinearRule):
+    """LRP-alpha-beta: alpha (positive shares) - beta (negative shares); sums scale by alpha - beta.
+
+    Positive shares: x+ W+ and x- W- (and b+ if ``bias``); negative: x+ W- and x- W+ (and b-).
+    """
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    bias: bool = False
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        pos = (Term(positive_input, positive_param, bias=self.bias), Term(negative_input, negative_param, bias=False))
+        neg = (Term(positive_input, negative_param, bias=self.bias), Term(negative_input, positive_param, bias=False))
+        out = [Group(pos, self.alpha)]
+        if self.beta:
+            out.append(Group(neg, -self.beta))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class ZPlus(LinearRule):
+    """DTD's z+ rule: R_i = sum_j x_i w+_ij / sum_i' x_i' w+_i'j R_j (for x >= 0; bias b+ if ``bias``).
+
+    Zennit's ``ZPlus`` is alpha=1/beta=0 with negative inputs paired with W- and b+ included:
+    ``ZPlus(signed_inputs=True, bias=True)``.
+    """
+
+    bias: bool = False
+    signed_inputs: bool = False
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        if self.signed_inputs:
+            return (Group((Term(positive_input, positive_param, bias=self.bias), Term(negative_input, negative_param, bias=False))),)
+        return (Group((Term(identity_input, positive_param, bias=self.bias),)),)
+
+
+@dataclass(frozen=True)
+class ZBox(LinearRule):
+    """zB for a box low <= x <= high (Montavon et al. 2017): (x W - low W+ - high W-) normalized."""
+
+    low: Any = -3.0
+    high: Any = 3.0
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        return (
+            Group(
+                (
+                    Term(identity_input, identity_param, 1.0, bias=False),
+                    Term(ConstantInput(self.low), positive_param, -1.0, bias=False),
+                    Term(ConstantInput(self.high), negative_param, -1.0, bias=False),
+                )
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Flat(LinearRule):
+    """Flat: every input of a unit's receptive field gets an equal share (no weights, no bias)."""
+
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        return (Group((Term(ones_input, ones_param, bias=False),)),)
+
+
+@dataclass(frozen=True)
+class WSquare(LinearRule):
+    """w-square: shares w_ij^2 / sum_i' w_i'j^2 (no bias)."""
+
+    stabilizer: float = 0.0
+
+    def groups(self) -> Sequence[Group]:
+        return (Group((Term(ones_input, square_param, bias=False),)),)
+
+
+# -- DeepLift ------------------------------------------------------------------------------
+
+
+class _ReferenceStore:
+    """Per-module FIFO of (x0, y0) recorded on the reference pass, consumed on the input pass."""
+
+    def __init__(self) -> None:
+        self.recording = True
+        self.calls: dict = {}
+
+    def take(self, module: nn.Module, x: Tensor, y: Tensor) -> Any:
+        q = self.calls.setdefault(id(module), [])
+        if self.recording:
+            q.append((x, y))
+            return None
+        if not q:
+            from ..errors import ModelError
+
+            raise ModelError(f"DeepLift: the input pass called {type(module).__name__} more often than the reference pass")
+        return q.pop(0)
+
+
+@dataclass(eq=False, repr=False)
+class Rescale(Rule):
+    """DeepLift's Rescale rule at an elementwise nonlinearity: m = (y - y0) / (x - x0), and the
+    module's own derivative at x where x == x0 exactly. Exact: m * (x - x0) = y - y0."""
+
+    store: _ReferenceStore
+
+    def forward_state(self, module: nn.Module, x: Tensor, y: Tensor) -> Any:
+        return self.store.take(module, x, y)
+
+    def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
+        x0, y0 = state
+        dx, dy = x - x0, y - y0
+        same = dx == 0
+        xi = x.detach().requires_grad_(True)
+        (deriv,) = torch.autograd.grad(module(xi.clone()), xi, torch.ones_like(xi))  # clone: in-place modules
+        m = torch.where(same, deriv, dy / torch.where(same, torch.ones_like(dx), dx))
+        return grad * m
+
+
+@dataclass(eq=False, repr=False)
+class RescaleMaxPool(Rule):
+    """Exact multipliers through a max pool: in each window the output change dy is split over the
+    winners at x and at the reference x0 (k, k') in proportion to their input changes:
+    m_k = dy dx_k / (dx_k^2 + dx_k'^2); sum_i m_i dx_i = dy exactly. (Reconstructed: DeepLift's
+    paper gives the gradient for max pooling, which is not exact; this is the least-norm exact
+    multiplier supported on the two winners.) If both winners are unchanged, dy = 0 and the
+    gradient at x is used."""
+
+    store: _ReferenceStore
+
+    def forward_state(self, module: nn.Module, x: Tensor, y: Tensor) -> Any:
+        return self.store.take(module, x, y)
+
+    def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
+        import torch.nn.functional as F
+
+        x0, y0 = state
+        kw = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding, dilation=module.dilation, ceil_mode=module.ceil_mode, return_indices=True)
+        _, i1 = F.max_pool2d(x, **kw)
+        _, i0 = F.max_pool2d(x0, **kw)
+        n, c = x.shape[:2]
+        dxf = (x - x0).reshape(n, c, -1)
+        i1, i0 = i1.reshape(n, c, -1), i0.reshape(n, c, -1)
+        d1, d0 = dxf.gather(2, i1), dxf.gather(2, i0)
+        same = i1 == i0
+        s = d1 * d1 + torch.where(same, torch.zeros_like(d0), d0 * d0)
+        g = grad.reshape(n, c, -1)
+        dy = (y - y0).reshape(n, c, -1)
+        ok = s > 0
+        coef = torch.where(ok, g * dy / torch.where(ok, s, torch.ones_like(s)), torch.zeros_like(s))
+        out = torch.zeros_like(dxf)
+        out.scatter_add_(2, i1, torch.where(ok, coef * d1, g))
+        out.scatter_add_(2, i0, torch.where(same | ~ok, torch.zeros_like(d0), coef * d0))
+        return out.reshape(x.shape)
