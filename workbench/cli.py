@@ -1,4 +1,4 @@
-"""``workbench`` command line: methods, check, replay."""
+"""``workbench`` command line: methods, check, replay, prove, explain, experiment."""
 
 from __future__ import annotations
 
@@ -154,6 +154,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return cli(args)
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from . import experiment as X
+    from .check import format_table
+
+    if args.name in (None, "list"):
+        rows = [("experiment", "claim")] + [(n, c.claim) for n, c in X.experiments().items()]
+        print(format_table(rows))
+        return 0
+    cls = X.get_experiment(args.name)
+    if args.params:
+        print(format_table([("parameter", "default")] + X.describe(cls)))
+        return 0
+    exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
+    result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet))
+    print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
+    print(f"results: {result.out_dir}")
+    return 0
+
+
+def _summary_text(summary: dict) -> str:
+    text = summary.get("text") if isinstance(summary, dict) else None
+    return text if isinstance(text, str) else json.dumps(summary, indent=2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Theory-checking bench for attribution methods")
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", type=int, help="class to explain (default: the top class)")
     e.add_argument("--size", type=int, default=224, help="input side for --model (default 224)")
     e.set_defaults(func=cmd_explain)
+
+    x = sub.add_parser("experiment", help="reproduce a published experiment (resumable, with a manifest)")
+    x.add_argument("name", nargs="?", help="experiment name, or 'list' (default)")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
+    x.add_argument("--device", help="torch device, e.g. cuda or cuda:1 (default: the experiment's, cpu)")
+    x.add_argument("--results", default="results", help="results root directory (default results/)")
+    x.add_argument("--limit", type=int, help="stop after this many new items (run again to resume)")
+    x.add_argument("--params", action="store_true", help="list the experiment's parameters and defaults")
+    x.add_argument("--json", action="store_true", help="print the summary as JSON")
+    x.add_argument("--quiet", action="store_true", help="no progress lines")
+    x.set_defaults(func=cmd_experiment)
 
     r = sub.add_parser("replay", help="re-run a saved counterexample file")
     r.add_argument("file")

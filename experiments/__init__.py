@@ -1,0 +1,1 @@
+"""Published experiments, one module per claim; run with `workbench experiment NAME`."""

@@ -1,0 +1,352 @@
+"""Experiments: a frozen config, independent items, resumable results with provenance.
+
+An experiment is a frozen dataclass (subclass of :class:`Experiment`) whose fields are its
+parameters; the defaults are the small CPU run, and the same code runs at ImageNet scale by
+overriding fields (``data=/path/to/imagefolder``, ``model=resnet50``, ``weights=ckpt.pt``,
+``device=cuda``). It defines
+
+* ``items()``: keys of independent work units (image ids, network seeds, ...);
+* ``run_item(key, ctx)``: one unit's JSON-able result record;
+* ``summarize(records, ctx)``: tables and figures from all records; returns a JSON-able summary.
+
+``run(exp, results="results")`` writes ``results/<exp.name>/``:
+
+* ``manifest.json``: experiment, config, git commit, package versions, device, host;
+* ``items.jsonl``: one line per finished item, appended as it finishes, so an interrupted run
+  resumes where it stopped and skips finished work (a torn last line is ignored);
+* ``summary.json`` and whatever files ``summarize`` writes (PNG figures, Markdown tables).
+
+The directory name derives from the fields: the experiment's name, the fields that differ from
+the defaults, and a hash of the whole config, so two configurations never share results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import math
+import pkgutil
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Optional, Type, TypeVar, Union
+
+import torch
+
+from .errors import InputError
+
+__all__ = ["Context", "Experiment", "RunResult", "experiments", "get_experiment", "register", "run", "seed_for"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Base class of experiment configs. Subclasses add fields (with defaults) and the three hooks."""
+
+    #: registry name, also the first part of the results directory
+    name_prefix: ClassVar[str] = "experiment"
+    #: one line: the published claim this experiment reproduces
+    claim: ClassVar[str] = ""
+
+    seed: int = 0
+    device: str = "cpu"
+
+    # -- the three hooks -------------------------------------------------------------------
+    def items(self) -> list[str]:
+        """Keys of the independent work units."""
+        raise NotImplementedError(f"{type(self).__name__} must define items()")
+
+    def run_item(self, key: str, ctx: "Context") -> dict:
+        """One unit's result record (JSON-able)."""
+        raise NotImplementedError(f"{type(self).__name__} must define run_item()")
+
+    def summarize(self, records: list[dict], ctx: "Context") -> dict:
+        """Tables and figures from all records (in ``items()`` order); a JSON-able summary."""
+        return {"items": len(records)}
+
+    # -- naming ----------------------------------------------------------------------------
+    def config(self) -> dict:
+        """The fields as a JSON-able dict."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def overrides(self) -> dict:
+        """Fields whose value differs from the default."""
+        out = {}
+        for f in dataclasses.fields(self):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING  # type: ignore[misc]
+            )
+            if default is dataclasses.MISSING or _plain(default) != _plain(getattr(self, f.name)):
+                out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+    @property
+    def name(self) -> str:
+        """``prefix``, the overridden fields, and a hash of the whole config: the results directory."""
+        digest = hashlib.sha256(json.dumps({"experiment": self.name_prefix, **self.config()}, sort_keys=True).encode()).hexdigest()[:8]
+        parts = [f"{k}={_short(v)}" for k, v in sorted(self.overrides().items()) if k != "device"]
+        text = self.name_prefix + ("--" + ",".join(parts) if parts else "")
+        safe = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in text)[:100]
+        return f"{safe}--{digest}"
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able form of a field value (tuples become lists, paths strings)."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    text = text.replace("/", "_")
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def seed_for(seed: int, key: str) -> int:
+    """A per-item seed that depends only on (seed, key): items repeat whatever order they run in."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "little")
+
+
+@dataclass
+class Context:
+    """What ``run_item`` and ``summarize`` receive: the output directory, the device, a cache."""
+
+    out_dir: Path
+    device: torch.device
+    seed: int
+    log: Callable[[str], None] = print
+    _cache: dict = field(default_factory=dict)
+
+    def cached(self, name: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per run (a model, a data set), shared by all items."""
+        if name not in self._cache:
+            self._cache[name] = build()
+        return self._cache[name]
+
+    def seed_for(self, key: str) -> int:
+        return seed_for(self.seed, key)
+
+    def generator(self, key: str) -> torch.Generator:
+        """A CPU generator seeded for item `key`."""
+        return torch.Generator().manual_seed(self.seed_for(key))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run wrote its results, what it did this time, and its summary."""
+
+    out_dir: Path
+    done: int
+    skipped: int
+    summary: dict
+
+
+# -- provenance ------------------------------------------------------------------------------
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}  # with its build (+cu130, +cpu)
+    out["cuda"] = torch.version.cuda
+    for pkg in ("workbench", "torchvision", "numpy", "scipy", "captum", "zennit", "scikit-learn", "scikit-image"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def manifest(exp: Experiment, device: torch.device) -> dict:
+    """Config, seed, git commit, package versions, device: enough to rerun and to trust."""
+    dev = {"device": str(device)}
+    if device.type == "cuda" and torch.cuda.is_available():
+        dev["device_name"] = torch.cuda.get_device_name(device)
+    return {
+        "experiment": exp.name_prefix,
+        "claim": exp.claim,
+        "name": exp.name,
+        "config": exp.config(),
+        "seed": exp.seed,
+        "git": _git_commit(),
+        "versions": _versions(),
+        **dev,
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device from its name, with a clear error when it is not available here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise InputError(f"unknown device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
+
+
+def finished_records(path: Path) -> dict[str, dict]:
+    """key -> record of the items already in ``items.jsonl`` (a torn last line is ignored)."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "key" in row and "record" in row:
+            done[str(row["key"])] = row["record"]
+    return done
+
+
+def run(
+    exp: Experiment,
+    *,
+    results: Union[str, Path] = "results",
+    log: Optional[Callable[[str], None]] = None,
+    limit: Optional[int] = None,
+) -> RunResult:
+    """Run (or resume) `exp`; ``limit`` stops after that many new items (for a partial run)."""
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    device = resolve_device(exp.device)
+    out = Path(results) / exp.name
+    out.mkdir(parents=True, exist_ok=True)
+    man_path = out / "manifest.json"
+    if man_path.exists():
+        old = json.loads(man_path.read_text())
+        if old.get("config") != exp.config():
+            raise InputError(f"{out} holds results of another configuration; choose another results directory")
+    else:
+        man_path.write_text(json.dumps(manifest(exp, device), indent=2))
+    items_path = out / "items.jsonl"
+    done = finished_records(items_path)
+    keys = [str(k) for k in exp.items()]
+    if len(set(keys)) != len(keys):
+        raise InputError(f"{exp.name_prefix}: items() returned duplicate keys")
+    ctx = Context(out, device, exp.seed, say)
+    todo = [k for k in keys if k not in done]
+    if limit is not None:
+        todo = todo[: max(0, limit)]
+    skipped = len(keys) - len([k for k in keys if k not in done])
+    if skipped:
+        say(f"{exp.name}: {skipped} of {len(keys)} items already done, resuming")
+    for i, key in enumerate(todo, 1):
+        t0 = time.monotonic()
+        record = exp.run_item(key, ctx)
+        seconds = time.monotonic() - t0
+        with items_path.open("a") as fh:
+            fh.write(json.dumps({"key": key, "seconds": round(seconds, 4), "record": _plain(record)}) + "\n")
+        done[key] = record
+        say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s ({i}/{len(todo)})")
+    summary: dict = {}
+    if all(k in done for k in keys):
+        summary = _plain(exp.summarize([done[k] for k in keys], ctx))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    else:
+        say(f"{exp.name}: {sum(k in done for k in keys)} of {len(keys)} items done; run again to finish")
+    return RunResult(out, len(todo), skipped, summary)
+
+
+# -- registry ------------------------------------------------------------------------------------
+E = TypeVar("E", bound=Type[Experiment])
+_REGISTRY: dict[str, Type[Experiment]] = {}
+
+
+def register(cls: E) -> E:
+    """Class decorator: make an experiment available to ``workbench experiment NAME``."""
+    if not (isinstance(cls, type) and issubclass(cls, Experiment)):
+        raise TypeError("register() takes an Experiment subclass")
+    existing = _REGISTRY.get(cls.name_prefix)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"experiment name {cls.name_prefix!r} registered twice")
+    _REGISTRY[cls.name_prefix] = cls
+    return cls
+
+
+def _discover() -> None:
+    try:
+        package = importlib.import_module("experiments")
+    except ImportError:
+        return
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"experiments.{info.name}")
+
+
+def experiments() -> dict[str, Type[Experiment]]:
+    """Registered experiments by name (the modules of the ``experiments`` package are imported)."""
+    _discover()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_experiment(name: str) -> Type[Experiment]:
+    known = experiments()
+    try:
+        return known[name]
+    except KeyError:
+        raise InputError(f"unknown experiment {name!r}; known: {', '.join(known) or 'none'}") from None
+
+
+def configure(cls: Type[Experiment], settings: Iterable[str]) -> Experiment:
+    """Build `cls` from ``key=value`` strings (values are Python literals or plain strings)."""
+    import ast
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for item in settings:
+        key, eq, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq:
+            raise InputError(f"--set takes key=value, got {item!r}")
+        if key not in fields:
+            raise InputError(f"{cls.name_prefix} has no parameter {key!r}; parameters: {', '.join(fields)}")
+        try:
+            value: Any = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        default = getattr(cls, key, None)
+        if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+            value = tuple(value)
+        elif isinstance(default, tuple) and isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            value = text
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad parameters for {cls.name_prefix}: {e}") from None
+
+
+def describe(cls: Type[Experiment]) -> list[tuple[str, str]]:
+    """(parameter, default) pairs of an experiment, for ``workbench experiment NAME --help``."""
+    return [(f.name, repr(f.default)) for f in dataclasses.fields(cls)]
