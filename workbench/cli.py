@@ -100,7 +100,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     say = _progress(args.quiet)
     axioms = args.axioms.split(",") if args.axioms else None
-    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say)
+    shrink = args.shrink_seconds if args.shrink_seconds is not None else (5.0 if args.all else 20.0)
+    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
     if args.all:
         names = list(MATRIX_METHODS)
         reports = [check(_resolve_method(n, {}), **common) for n in names]
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     c.add_argument("--option", action="append", default=[], help="method option key=value (repeatable)")
     c.add_argument("--out", default="counterexamples", help="where counterexample files go")
+    c.add_argument("--shrink-seconds", type=float, help="time spent shrinking each counterexample (default 20, 5 with --all)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.set_defaults(func=cmd_check)
