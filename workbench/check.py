@@ -264,8 +264,8 @@ def check(
 ) -> Report:
     """Check a method (built-in, Method instance, or ``f(model, x, target, baseline)``) on axioms.
 
-    A plain callable with no ``claims`` is checked as if it claimed every axiom asked for, so a
-    failure counts against it. ``examples`` drawn cases per axiom; ``seed`` makes the search
+    A plain callable with no ``claims`` (argument or attribute of the function) is checked as if it
+    claimed every axiom asked for, so a failure counts against it. ``examples`` drawn cases per axiom; ``seed`` makes the search
     repeatable; ``kind`` ("mlp", "cnn", "any") and ``activations`` choose the networks drawn.
     """
     method = method_or_callable
@@ -277,7 +277,7 @@ def check(
     names = list(axioms) if axioms is not None else list(DEFAULT_AXIOMS)
     for n in names:
         get_axiom(n)  # unknown names fail before any work
-    treat_all_claimed = isinstance(method, CallableMethod) and claims is None
+    treat_all_claimed = isinstance(method, CallableMethod) and not method.declared
     family = Family(kind, tuple(activations))
     report = Report(method.label, settings={"examples": examples, "seed": seed, "kind": kind, "activations": list(activations), "dtype": str(dtype)})
     for n in names:

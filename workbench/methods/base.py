@@ -117,6 +117,10 @@ AttributionFunction = Callable[..., Tensor]
 class CallableMethod(Method):
     """Adapts a plain ``f(model, x, target, baseline) -> Tensor`` (a user's, Captum's) to the contract.
 
+    The axioms it claims come from ``claims`` or, when that is None, from a ``claims`` attribute
+    of the function (``f.claims = {"completeness": 1e-3}``), so a module:callable checked from
+    the command line can declare them too.
+
     Parameters stay trainable during the call (the callable may need their gradients); the
     model is still checked afterwards and hooks the callable left behind are removed.
     """
@@ -136,7 +140,12 @@ class CallableMethod(Method):
             raise InputError(f"expected a callable f(model, x, target, baseline), got {function!r}")
         self.function = function
         self.name = name or getattr(function, "__qualname__", None) or repr(function)
-        self._claims = dict(claims or {})
+        declared = claims if claims is not None else getattr(function, "claims", None)
+        if declared is not None and not isinstance(declared, Mapping):
+            raise InputError(f"claims of {self.name} must map axiom names to tolerances, got {type(declared).__name__}")
+        #: whether the claims were declared (argument or the function's ``claims`` attribute)
+        self.declared = declared is not None
+        self._claims = dict(declared or {})
 
     @property
     def claims(self) -> dict[str, Optional[float]]:
