@@ -108,7 +108,10 @@ def _plain(v: Any) -> Any:
 
 
 def _short(v: Any) -> str:
-    text = json.dumps(v) if not isinstance(v, str) else v
+    if isinstance(v, list):
+        text = "+".join(str(x) for x in v)
+    else:
+        text = json.dumps(v) if not isinstance(v, str) else v
     text = text.replace("/", "_")
     return text if len(text) <= 24 else text[:21] + "..."
 
