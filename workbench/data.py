@@ -214,3 +214,60 @@ def load_model(name: str, *, weights: Optional[str] = None, device: torch.device
         return LoadedModel(model.to(device).eval(), name, False, info)
     model, random_weights = torchvision_model(name, weights)
     return LoadedModel(model.to(device).eval(), name, random_weights, {"weights": weights})
+
+
+@dataclass(frozen=True)
+class LabeledSplit:
+    """A training and a test set as in-memory tensors, (N, C, H, W) float32 and (N,) long labels."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: int
+
+
+def _stack(source: ImageSource) -> tuple[Tensor, Tensor]:
+    items = [source[k] for k in source.keys()]
+    if any(i.label is None for i in items):
+        raise InputError(f"{source.name} has unlabeled images; a labeled data set is needed here")
+    return torch.stack([i.image for i in items]), torch.tensor([i.label for i in items], dtype=torch.long)
+
+
+def labeled_split(name: str, *, size: int = 224) -> LabeledSplit:
+    """``digits`` (the digits CNN's own 80/20 split) or a directory holding ``train/`` and ``val/``
+    (or ``test/``) ImageFolders (e.g. CIFAR-100 exported as PNGs), loaded into memory."""
+    if name == "digits":
+        from .explain import DigitsConfig, _digits
+
+        cfg = DigitsConfig()
+        images, labels = _digits()
+        perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
+        n_train = int(cfg.train_fraction * len(labels))
+        x = torch.from_numpy(images).float().unsqueeze(1)[perm]
+        y = torch.from_numpy(labels)[perm]
+        return LabeledSplit(x[:n_train], y[:n_train], x[n_train:], y[n_train:], 10)
+    root = Path(name)
+    test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or test_dir is None:
+        raise InputError(f"{name}: expected 'digits' or a directory with train/ and val/ (or test/) ImageFolders")
+    train, test = _folder_source(root / "train", None, size, 0), _folder_source(test_dir, None, size, 0)
+    x_train, y_train = _stack(train)
+    x_test, y_test = _stack(test)
+    return LabeledSplit(x_train, y_train, x_test, y_test, int(max(y_train.max(), y_test.max())) + 1)
+
+
+def fresh_model(name: str, classes: int) -> nn.Module:
+    """An untrained ``digits-cnn`` or torchvision architecture with `classes` outputs (for retraining)."""
+    if name == "digits-cnn":
+        from .explain import digits_cnn
+
+        if classes != 10:
+            raise InputError(f"digits-cnn has 10 classes, the data set {classes}")
+        return digits_cnn()
+    import torchvision
+
+    try:
+        return torchvision.models.get_model(name, weights=None, num_classes=classes)
+    except ValueError:
+        raise InputError(f"unknown architecture {name!r}: use digits-cnn or a torchvision classification model") from None

@@ -90,7 +90,7 @@ class Experiment:
         digest = hashlib.sha256(json.dumps({"experiment": self.name_prefix, **self.config()}, sort_keys=True).encode()).hexdigest()[:8]
         parts = [f"{k}={_short(v)}" for k, v in sorted(self.overrides().items()) if k != "device"]
         text = self.name_prefix + ("--" + ",".join(parts) if parts else "")
-        safe = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in text)[:100]
+        safe = "".join(c if c.isalnum() or c in "=,.-_+" else "_" for c in text)[:100]
         return f"{safe}--{digest}"
 
 
