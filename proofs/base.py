@@ -23,11 +23,16 @@ Step = tuple[str, Union[sympy.Expr, str]]
 
 @dataclass(frozen=True)
 class Claim:
-    """What a proof module states: registry name, statement and assumptions."""
+    """What a proof module states: registry name, statement (text), assumptions, and the
+    central identity as a LaTeX ``formula`` (shown as a display equation in the report).
+
+    Text fields may hold inline LaTeX between ``$...$``; the report keeps it as math.
+    """
 
     name: str
     statement: str
     assumptions: tuple[str, ...] = ()
+    formula: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ class ProofResult:
 
     ``steps`` are (caption, expression-or-text) pairs in derivation order; ``residual`` is the
     simplified residual of the identity that failed (None when proved); ``cases`` is the number
-    of enumerated cases (activation patterns, sign patterns, rules x monomials, ...).
+    of enumerated cases (activation patterns, sign patterns, rules x monomials, ...);
+    ``failed`` the captions of the checks whose residual is not zero.
     """
 
     name: str
@@ -46,6 +52,8 @@ class ProofResult:
     verdict: bool
     residual: Optional[sympy.Expr]
     cases: int
+    formula: str = ""
+    failed: tuple[str, ...] = ()
 
 
 def simplify_residual(expr: sympy.Expr) -> sympy.Expr:
@@ -175,4 +183,6 @@ class Proof:
             verdict=verdict,
             residual=residual,
             cases=self.cases,
+            formula=self.claim.formula,
+            failed=tuple(caption for caption, _ in self.failures),
         )

@@ -33,6 +33,10 @@ CLAIM = Claim(
         "ReLU = diag(d) at x and diag(d0) at x0; all 16 pattern pairs enumerated",
         "at a unit with z = z0 the multiplier is the gradient d (the 0/0 case; any value works, see the lemma)",
     ),
+    formula=(
+        r"m_j = \frac{a_j - a^0_j}{z_j - z^0_j}, \quad C_i = (x_i - x^0_i) \sum_j W_{ji} m_j v_j "
+        r"\;\Longrightarrow\; \sum_i C_i = f(x) - f(x^0)"
+    ),
 )
 
 
@@ -40,13 +44,13 @@ def _lemma(p: Proof) -> None:
     z, z0 = sympy.symbols("z z0", real=True)
     for d, d0 in patterns(2):
         m = (d * z - d0 * z0) / (z - z0)
-        p.check(f"lemma: m (z - z0) - (a - a0), z != z0, (d, d0) = ({d}, {d0})", m * (z - z0) - (d * z - d0 * z0), record=False)
+        p.check(f"lemma: $m (z - z^0) - (a - a^0)$, $z \\neq z^0$, $(d, d^0) = ({d}, {d0})$", m * (z - z0) - (d * z - d0 * z0), record=False)
         p.cases += 1
     for d in (0, 1):
         m = sympy.Integer(d)  # gradient of relu in the common pattern
-        p.check(f"lemma: m (z - z0) - (a - a0), z = z0, d = d0 = {d}", (m * (z - z0) - (d * z - d * z0)).subs(z0, z), record=False)
+        p.check(f"lemma: $m (z - z^0) - (a - a^0)$, $z = z^0$, $d = d^0 = {d}$", (m * (z - z0) - (d * z - d * z0)).subs(z0, z), record=False)
         p.cases += 1
-    p.step("unit lemma: m (z - z0) = relu(z) - relu(z0) in all 6 unit cases", "zero residuals" if not p.failures else "NOT zero")
+    p.step(r"unit lemma: $m (z - z^0) = \mathrm{relu}(z) - \mathrm{relu}(z^0)$ in all 6 unit cases", "zero residuals" if not p.failures else "NOT zero")
 
 
 def prove() -> ProofResult:
@@ -60,13 +64,13 @@ def prove() -> ProofResult:
     # part 2: symbolic multipliers
     m = symbols_vec("m", 2, real=True)
     C = sympy.Matrix([dx[i] * sum(W[j, i] * m[j] * v[j] for j in range(2)) for i in range(2)])
-    p.step("contributions C_i = (x_i - x0_i) sum_j W_ji m_j v_j", C)
+    p.step(r"contributions $C_i = (x_i - x^0_i) \sum_j W_{ji} m_j v_j$", C)
     chain = sum(C) - sum(v[j] * m[j] * (z[j] - z0[j]) for j in range(2))
-    p.check("chain rule: sum_i C_i - sum_j v_j m_j (z_j - z0_j)", chain)
+    p.check(r"chain rule: $\sum_i C_i - \sum_j v_j m_j (z_j - z^0_j)$", chain)
     a_sym, a0_sym = symbols_vec("a", 2, real=True), symbols_vec("a0_", 2, real=True)
     f_sym = (v.T * a_sym)[0] + c
     f0_sym = (v.T * a0_sym)[0] + c
-    p.check("with the lemma: sum_j v_j (a_j - a0_j) - (f(x) - f(x0))", sum(v[j] * (a_sym[j] - a0_sym[j]) for j in range(2)) - (f_sym - f0_sym))
+    p.check(r"with the lemma: $\sum_j v_j (a_j - a^0_j) - (f(x) - f(x^0))$", sum(v[j] * (a_sym[j] - a0_sym[j]) for j in range(2)) - (f_sym - f0_sym))
     # part 3: explicit multipliers per pattern pair
     for pat in patterns(4):
         d, d0 = pat[:2], pat[2:]
@@ -74,10 +78,10 @@ def prove() -> ProofResult:
         f, f0 = (v.T * a)[0] + c, (v.T * a0)[0] + c
         mj = [(a[j] - a0[j]) / (z[j] - z0[j]) for j in range(2)]
         Cj = [dx[i] * sum(W[j, i] * mj[j] * v[j] for j in range(2)) for i in range(2)]
-        label = f"d(x)={pattern_text(d)}, d(x0)={pattern_text(d0)}"
+        label = f"$d(x) = {pattern_text(d)}$, $d(x^0) = {pattern_text(d0)}$"
         if pat == (1, 0, 0, 1):
-            p.step(f"Rescale multipliers ({label})", sympy.ImmutableMatrix(mj))
-        p.check(f"sum_i C_i - (f(x) - f(x0)) [{label}]", sum(Cj) - (f - f0), record=False)
+            p.step(f"Rescale multipliers $m_j$ ({label})", sympy.ImmutableMatrix(mj))
+        p.check(f"$\\sum_i C_i - (f(x) - f(x^0))$ [{label}]", sum(Cj) - (f - f0), record=False)
         p.cases += 1
-    p.step("sum_i C_i - (f(x) - f(x0)) in all 16 pattern pairs", "zero" if not p.failures else "NOT zero")
+    p.step(r"$\sum_i C_i - (f(x) - f(x^0))$ in all 16 pattern pairs", "zero" if not p.failures else "NOT zero")
     return p.result()

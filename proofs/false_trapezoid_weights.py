@@ -21,15 +21,16 @@ CLAIM = Claim(
         "i/(n-1) integrates constants exactly."
     ),
     assumptions=("n a symbolic integer, n >= 2",),
+    formula=r"Q_n(1) = \frac{1}{n}\Big(\tfrac12 + \underbrace{1 + \dots + 1}_{n-2} + \tfrac12\Big) \overset{?}{=} \int_0^1 1\, dt = 1",
 )
 
 
 def prove() -> ProofResult:
     p = Proof(CLAIM)
     total = sympy.factor(broken_trapezoid(0))
-    p.step("sum of weights Q(1)", total)
+    p.step("sum of weights $Q_n(1)$", total)
     p.cases = 1
-    ok = p.check("Q(1) - 1 (exactness for constants)", broken_trapezoid(0) - 1)
+    ok = p.check("$Q_n(1) - 1$ (exactness for constants)", broken_trapezoid(0) - 1)
     if not ok:
-        p.require("the residual is non-zero for every n >= 2", nonzero_for_all(broken_trapezoid(0) - 1, 2), p.failures[0][1])
+        p.require(r"the residual is non-zero for every integer $n \ge 2$", nonzero_for_all(broken_trapezoid(0) - 1, 2), p.failures[0][1])
     return p.result()

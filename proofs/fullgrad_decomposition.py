@@ -32,6 +32,10 @@ CLAIM = Claim(
         "ReLU inside an activation pattern d is diag(d), d in {0,1}^units (all 2^4 patterns enumerated)",
         "gradients are taken inside the pattern's region (the network is linear there)",
     ),
+    formula=(
+        r"f(x) = \nabla_x f \cdot x + \sum_{l} \nabla_{b_l} f \cdot b_l, \qquad "
+        r"b_{\mathrm{BN}} = \beta - \frac{\gamma \mu}{\sqrt{\sigma^2 + \epsilon}}"
+    ),
 )
 
 
@@ -53,36 +57,39 @@ def network(d1, d2):
     return dict(x=x, b1=b1, b2=b2, c=c, beta=beta, bn_bias=bn_bias, f=f)
 
 
+def decomposition_terms(net: dict, *, bn_implicit_bias: bool = True) -> tuple[sympy.Expr, sympy.Expr]:
+    """(grad_x f . x, sum of the bias terms) of one pattern's network; the BatchNorm term uses its
+    implicit bias (or, with ``bn_implicit_bias=False``, is left out: the control that must fail)."""
+    f = net["f"]
+    input_term = (gradient(f, net["x"]).T * net["x"])[0]
+    bias_terms = (
+        (gradient(f, net["b1"]).T * net["b1"])[0]
+        + (gradient(f, net["b2"]).T * net["b2"])[0]
+        + sympy.diff(f, net["c"]) * net["c"]
+    )
+    if bn_implicit_bias:
+        bias_terms += (gradient(f, net["beta"]).T * net["bn_bias"])[0]
+    return input_term, bias_terms
+
+
 def prove() -> ProofResult:
     p = Proof(CLAIM)
     for pat in patterns(4):
         d1, d2 = pat[:2], pat[2:]
         net = network(d1, d2)
         f = net["f"]
-        gx = gradient(f, net["x"])
-        input_term = (gx.T * net["x"])[0]
-        bias_terms = (
-            (gradient(f, net["b1"]).T * net["b1"])[0]
-            + (gradient(f, net["beta"]).T * net["bn_bias"])[0]
-            + (gradient(f, net["b2"]).T * net["b2"])[0]
-            + sympy.diff(f, net["c"]) * net["c"]
-        )
-        label = f"pattern d1={pattern_text(d1)}, d2={pattern_text(d2)}"
+        input_term, bias_terms = decomposition_terms(net)
+        label = f"pattern $d_1 = {pattern_text(d1)}$, $d_2 = {pattern_text(d2)}$"
         if pat == (0, 0, 0, 0):
-            p.step("BatchNorm implicit bias beta - gamma mu / sqrt(var + eps)", net["bn_bias"])
+            p.step(r"BatchNorm's implicit bias $\beta - \gamma \mu / \sqrt{\sigma^2 + \epsilon}$", net["bn_bias"])
         if pat == (1, 1, 1, 1):
-            p.step(f"f ({label})", f)
-            p.step(f"grad_x f . x ({label})", input_term)
-            p.step(f"sum_l grad_b f . b ({label})", bias_terms)
-        p.check(f"f - grad_x f . x - sum_l grad_b f . b [{label}]", f - input_term - bias_terms, record=False)
+            p.step(f"$f$ ({label})", f)
+            p.step(f"$\\nabla_x f \\cdot x$ ({label})", input_term)
+            p.step(f"$\\sum_l \\nabla_{{b_l}} f \\cdot b_l$ ({label})", bias_terms)
+        p.check(f"$f - \\nabla_x f \\cdot x - \\sum_l \\nabla_{{b_l}} f \\cdot b_l$ [{label}]", f - input_term - bias_terms, record=False)
         p.cases += 1
         if pat == (1, 1, 1, 1):
-            without_bn = (
-                (gradient(f, net["b1"]).T * net["b1"])[0]
-                + (gradient(f, net["b2"]).T * net["b2"])[0]
-                + sympy.diff(f, net["c"]) * net["c"]
-            )
-            rest = sympy.expand(f - input_term - without_bn)
-            p.step(f"control: residual when BatchNorm's implicit bias is left out ({label})", rest)
-    p.step(f"residual f - grad_x f . x - sum_l grad_b f . b in all {p.cases} patterns", "zero" if not p.failures else "NOT zero")
+            _, without_bn = decomposition_terms(net, bn_implicit_bias=False)
+            p.step(f"control: residual when BatchNorm's implicit bias is left out ({label})", sympy.expand(f - input_term - without_bn))
+    p.step(f"$f - \\nabla_x f \\cdot x - \\sum_l \\nabla_{{b_l}} f \\cdot b_l$ in all {p.cases} patterns", "zero" if not p.failures else "NOT zero")
     return p.result()

@@ -26,6 +26,7 @@ CLAIM = Claim(
         "ReLU = diag(d) in activation pattern d (all 2^4 patterns); relevance passes ReLUs unchanged",
         "every pre-activation z_j that carries relevance is non-zero; 0/0 := 0 for units with zero relevance",
     ),
+    formula=r"R_i = \sum_j \frac{a_i w_{ij}}{z_j} R_j \;\Longrightarrow\; R_{x_i} = x_i \frac{\partial f}{\partial x_i}, \quad \sum_i R_{x_i} = f(x)",
 )
 
 
@@ -61,14 +62,14 @@ def prove() -> ProofResult:
         R_a1 = lrp0_linear(a1, W2, R_a2)  # relevance of z2 = relevance of a2 (ReLU passes it)
         R_x = lrp0_linear(x, W1, R_a1)
         ixg = sympy.Matrix([x[i] * g for i, g in enumerate(gradient(f, x))])
-        label = f"pattern d1={pattern_text(pat[:2])}, d2={pattern_text(pat[2:])}"
+        label = f"pattern $d_1 = {pattern_text(pat[:2])}$, $d_2 = {pattern_text(pat[2:])}$"
         if pat == (1, 1, 1, 1):
-            p.step(f"f ({label})", f)
-            p.step(f"LRP-0 relevance of the hidden layer a1 ({label})", R_a1)
-            p.step(f"LRP-0 input relevance R_x ({label})", R_x)
-            p.step(f"x * grad_x f ({label})", ixg)
-        p.check(f"R_x - x * grad_x f [{label}]", R_x - ixg, record=False)
-        p.check(f"sum_i R_x,i - f (conservation) [{label}]", sum(R_x) - f, record=False)
+            p.step(f"$f$ ({label})", f)
+            p.step(f"LRP-0 relevance of the first hidden layer $R_{{a_1}}$ ({label})", R_a1)
+            p.step(f"LRP-0 input relevance $R_x$ ({label})", R_x)
+            p.step(f"$x \\odot \\nabla_x f$ ({label})", ixg)
+        p.check(f"$R_x - x \\odot \\nabla_x f$ [{label}]", R_x - ixg, record=False)
+        p.check(f"$\\sum_i R_{{x_i}} - f$ (conservation) [{label}]", sum(R_x) - f, record=False)
         p.cases += 1
-    p.step(f"R_x - x * grad_x f and sum R_x - f in all {p.cases} patterns", "zero" if not p.failures else "NOT zero")
+    p.step(f"$R_x - x \\odot \\nabla_x f$ and $\\sum_i R_{{x_i}} - f$ in all {p.cases} patterns", "zero" if not p.failures else "NOT zero")
     return p.result()

@@ -25,6 +25,7 @@ CLAIM = Claim(
         "z_j != 0; sign(z_j) in {+1, -1} enumerated (4 cases)",
         "epsilon -> 0 from above",
     ),
+    formula=r"\lim_{\epsilon \to 0^+} \sum_j \frac{a_i w_{ij}}{z_j + \epsilon\, \mathrm{sign}(z_j)} R_j = \sum_j \frac{a_i w_{ij}}{z_j} R_j \quad (z_j \neq 0)",
 )
 
 
@@ -39,22 +40,22 @@ def prove() -> ProofResult:
     Z = [sympy.Symbol(f"Z{j + 1}", real=True, nonzero=True) for j in range(2)]
     back = dict(zip(Z, z))
     lrp0 = sympy.Matrix([sum(a[i] * W[i, j] * R[j] / z[j] for j in range(2)) for i in range(2)])
-    p.step("LRP-0: R_i = sum_j a_i w_ij R_j / z_j", lrp0)
+    p.step("LRP-0: $R_i = \\sum_j a_i w_{ij} R_j / z_j$", lrp0)
     for sgn in itertools.product((1, -1), repeat=2):
         R_eps = [sum(a[i] * W[i, j] * R[j] / (Z[j] + eps * sgn[j]) for j in range(2)) for i in range(2)]
         lim = sympy.Matrix([sympy.limit(r, eps, 0, "+") for r in R_eps]).subs(back)
         if sgn == (1, 1):
-            p.step("epsilon rule, sign(z) = (+, +)", sympy.ImmutableMatrix(R_eps).subs(back))
-            p.step("limit eps -> 0+", lim)
-        p.check(f"lim R_eps - R_LRP0 [sign(z) = {sgn}]", lim - lrp0, record=False)
+            p.step("epsilon rule, $\\mathrm{sign}(z) = (+, +)$", sympy.ImmutableMatrix(R_eps).subs(back))
+            p.step("limit $\\epsilon \\to 0^+$", lim)
+        p.check(f"$\\lim R_\\epsilon - R_{{\\mathrm{{LRP\\text{{-}}0}}}}$ [$\\mathrm{{sign}}(z) = {sgn}$]", lim - lrp0, record=False)
         # absorbed relevance on a bias-free layer: sum_j R_j - sum_i R_i = sum_j eps s_j R_j / (z_j + eps s_j)
         z0 = [zj.subs({b[0]: 0, b[1]: 0}) for zj in z]
         R_eps0 = [sum(a[i] * W[i, j] * R[j] / (z0[j] + eps * sgn[j]) for j in range(2)) for i in range(2)]
         absorbed = sum(sympy.cancel(R[j] - sum(a[i] * W[i, j] * R[j] / (z0[j] + eps * sgn[j]) for i in range(2))) for j in range(2))
         if sgn == (1, 1):
-            p.step("absorbed relevance sum_j R_j - sum_i R_i on a bias-free layer, sign(z) = (+, +)", absorbed)
-        p.check(f"sum_j R_j - sum_i R_i minus the absorbed term [sign(z) = {sgn}]", sum(R) - sum(R_eps0) - absorbed, record=False)
-        p.check(f"lim eps -> 0+ of the absorbed relevance [sign(z) = {sgn}]", sympy.limit(absorbed.subs(dict(zip(z0, Z))), eps, 0, "+"), record=False)
+            p.step("absorbed relevance $\\sum_j R_j - \\sum_i R_i$ on a bias-free layer, $\\mathrm{sign}(z) = (+, +)$", absorbed)
+        p.check(f"$\\sum_j R_j - \\sum_i R_i$ minus the absorbed term [$\\mathrm{{sign}}(z) = {sgn}$]", sum(R) - sum(R_eps0) - absorbed, record=False)
+        p.check(f"$\\lim_{{\\epsilon \\to 0^+}}$ of the absorbed relevance [$\\mathrm{{sign}}(z) = {sgn}$]", sympy.limit(absorbed.subs(dict(zip(z0, Z))), eps, 0, "+"), record=False)
         p.cases += 1
-    p.step(f"lim R_eps - R_LRP0 in all {p.cases} sign cases", "zero" if not p.failures else "NOT zero")
+    p.step(f"$\\lim R_\\epsilon - R_{{\\mathrm{{LRP\\text{{-}}0}}}}$ in all {p.cases} sign cases", "zero" if not p.failures else "NOT zero")
     return p.result()

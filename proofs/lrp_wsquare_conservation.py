@@ -14,6 +14,7 @@ CLAIM = Claim(
     name="lrp-wsquare-conservation",
     statement="The LRP w^2 rule conserves relevance: sum_i R_i = sum_j R_j.",
     assumptions=("3 inputs, 2 outputs, real symbolic weights", "sum_i w_ij^2 > 0 for every output j"),
+    formula=r"R_i = \sum_j \frac{w_{ij}^2}{\sum_{i'} w_{i'j}^2} R_j \;\Longrightarrow\; \sum_i R_i = \sum_j R_j",
 )
 
 
@@ -23,7 +24,7 @@ def prove() -> ProofResult:
     R = symbols_vec("R", 2, real=True)
     col = [sum(W[i, j] ** 2 for i in range(3)) for j in range(2)]
     Ri = sympy.Matrix([sum(W[i, j] ** 2 / col[j] * R[j] for j in range(2)) for i in range(3)])
-    p.step("R_i = sum_j w_ij^2 R_j / sum_i' w_i'j^2", Ri)
+    p.step("$R_i = \\sum_j w_{ij}^2 R_j / \\sum_{i'} w_{i'j}^2$", Ri)
     p.cases = 1
-    p.check("sum_i R_i - sum_j R_j", sum(Ri) - sum(R))
+    p.check("$\\sum_i R_i - \\sum_j R_j$", sum(Ri) - sum(R))
     return p.result()

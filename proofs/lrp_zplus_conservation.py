@@ -26,6 +26,7 @@ CLAIM = Claim(
         "w = wp - wn with wp, wn >= 0; each weight's sign case enumerated (2^6 patterns)",
         "z+_j = sum_i a_i w+_ij > 0 for every output j (patterns where a column has no positive weight are excluded)",
     ),
+    formula=r"R_i = \sum_j \frac{a_i w^+_{ij}}{\sum_{i'} a_{i'} w^+_{i'j}} R_j \;\Longrightarrow\; \sum_i R_i = \sum_j R_j, \quad R_i \ge 0",
 )
 
 I, J = 3, 2
@@ -49,17 +50,17 @@ def prove() -> ProofResult:
         zp = [sum(a[i] * wplus[i, j] for i in range(I)) for j in range(J)]
         Ri = [sum(a[i] * wplus[i, j] / zp[j] * R[j] for j in range(J)) for i in range(I)]
         if all(s > 0 for s in signs):
-            p.step("weights w_ij (all-positive sign pattern)", w)
-            p.step("z+_j = sum_i a_i w+_ij", sympy.ImmutableMatrix([zp]))
-            p.step("R_i = sum_j a_i w+_ij R_j / z+_j", sympy.ImmutableMatrix(Ri))
-        p.check(f"sum_i R_i - sum_j R_j [signs {signs}]", sum(Ri) - sum(R), record=False)
+            p.step("weights $w_{ij}$ (all-positive sign pattern)", w)
+            p.step("$z^+_j = \\sum_i a_i w^+_{ij}$", sympy.ImmutableMatrix([zp]))
+            p.step("$R_i = \\sum_j a_i w^+_{ij} R_j / z^+_j$", sympy.ImmutableMatrix(Ri))
+        p.check(f"$\\sum_i R_i - \\sum_j R_j$ [signs {signs}]", sum(Ri) - sum(R), record=False)
         # each term a_i w+_ij R_j / z+_j: non-negative numerator over z+_j > 0 (assumed)
         nonneg &= all(
             (a[i] * wplus[i, j] * R[j]).is_nonnegative is True and zp[j].is_nonnegative is True
             for i in range(I) for j in range(J)
         )
         p.cases += 1
-    p.step("sign patterns excluded by z+_j > 0 (a column with no positive weight)", sympy.Integer(excluded))
-    p.step(f"sum_i R_i - sum_j R_j in all {p.cases} admissible sign patterns", "zero" if not p.failures else "NOT zero")
-    p.require("every term a_i w+_ij R_j / z+_j of every R_i is non-negative (sign inference on a, wp, R >= 0)", nonneg)
+    p.step("sign patterns excluded by $z^+_j > 0$ (a column with no positive weight)", sympy.Integer(excluded))
+    p.step(f"$\\sum_i R_i - \\sum_j R_j$ in all {p.cases} admissible sign patterns", "zero" if not p.failures else "NOT zero")
+    p.require("every term $a_i w^+_{ij} R_j / z^+_j$ of every $R_i$ is non-negative (sign inference on $a, w^+, R \\ge 0$)", nonneg)
     return p.result()

@@ -2,15 +2,20 @@
 
 ``main(argv)`` implements ``prove [NAME ...] [--json] [--out FILE]``: it runs the named proofs
 (all when none are named), writes the report (Markdown to ``results/proofs.md`` by default; with
-``--json`` the JSON report, default ``results/proofs.json``), prints a summary table and returns 0
-when every claim's verdict equals its registered ``expected`` value, 1 otherwise (2 for usage
-errors such as an unknown claim name).
+``--json`` the JSON report, default ``results/proofs.json``), prints a summary table ending in one
+summary line, and returns 0 when every claim's verdict equals its registered ``expected`` value
+(proved for true claims, NOT proved for the deliberately false ones), 1 otherwise, 2 for usage
+errors such as an unknown claim name.
+
+Markdown: text fields may carry inline LaTeX between ``$...$``; outside it, Markdown's special
+characters are escaped so that ASCII formulas in plain text (``x_i``, ``a * b``) render literally.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,10 +24,13 @@ from typing import Optional, Sequence, Union
 import sympy
 
 from .base import ProofResult, Step
-from .registry import CLAIMS
+from .registry import CLAIMS, KNOWN_VIOLATIONS, audited_methods, backing, claimed_pairs
 
 DEFAULT_MD = Path("results/proofs.md")
 DEFAULT_JSON = Path("results/proofs.json")
+
+_MATH = re.compile(r"(\$[^$]+\$)")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|])")
 
 
 def _expected(name: str) -> Optional[bool]:
@@ -41,16 +49,6 @@ def _status(r: ProofResult) -> str:
     return "ok" if r.verdict == exp else "UNEXPECTED"
 
 
-def _latex(expr: Union[sympy.Basic, str]) -> str:
-    if isinstance(expr, str):
-        return expr
-    return "$" + sympy.latex(expr) + "$"
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def _rows(results: Sequence[ProofResult]) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for r in results:
@@ -59,47 +57,125 @@ def _rows(results: Sequence[ProofResult]) -> list[tuple[str, str, str, str, str]
     return rows
 
 
+def summary_line(results: Sequence[ProofResult]) -> str:
+    """One line: how many claims, proved / not proved, and whether every verdict is the expected one."""
+    proved = sum(1 for r in results if r.verdict)
+    refuted_as_expected = sum(1 for r in results if not r.verdict and _expected(r.name) is False)
+    unexpected = [r for r in results if _status(r) != "ok"]
+    head = f"{len(results)} claim{'s' if len(results) != 1 else ''}: {proved} proved, {len(results) - proved} NOT proved"
+    if refuted_as_expected:
+        head += f" ({refuted_as_expected} deliberately false claim{'s' if refuted_as_expected != 1 else ''}, as expected)"
+    if not unexpected:
+        return f"{head} -- all {len(results)} verdicts as expected"
+    detail = ", ".join(f"{r.name} ({_verdict_text(r)}, expected {'proved' if _expected(r.name) else 'NOT proved'})" for r in unexpected)
+    return f"{head} -- {len(unexpected)} UNEXPECTED: {detail}"
+
+
 def summary_table(results: Sequence[ProofResult]) -> str:
-    """Plain-text table: claim, verdict, expected, cases, status."""
+    """Plain-text table: claim, verdict, expected, cases, status; then the summary line."""
     header = ("claim", "verdict", "expected", "cases", "status")
     rows = [header] + _rows(results)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    good = sum(1 for r in results if _status(r) == "ok")
-    lines.append(f"{good}/{len(results)} claims as expected")
+    lines.append(summary_line(results))
     return "\n".join(lines)
+
+
+# -- Markdown --------------------------------------------------------------------------------
+
+def md_text(text: str) -> str:
+    """Markdown for a text field: ``$...$`` spans kept as LaTeX, everything else escaped."""
+    return "".join(part if _MATH.fullmatch(part) else _MD_SPECIAL.sub(r"\\\1", part) for part in _MATH.split(text))
+
+
+def _latex(expr: Union[sympy.Basic, str]) -> str:
+    if isinstance(expr, str):
+        return md_text(expr)
+    return "$" + sympy.latex(expr) + "$"
+
+
+def _display(expr: Union[sympy.Basic, str]) -> str:
+    """Large expressions (matrices, long sums) as display math on their own lines."""
+    if isinstance(expr, str):
+        return md_text(expr)
+    tex = sympy.latex(expr)
+    if isinstance(expr, sympy.MatrixBase) or len(tex) > 120:
+        return "\n\n  $$" + tex + "$$\n"
+    return "$" + tex + "$"
 
 
 def _step_md(step: Step) -> str:
     caption, expr = step
-    return f"- {_md_escape(caption)}: {_latex(expr)}"
+    return f"- {md_text(caption)}: {_display(expr)}"
 
 
-def to_markdown(results: Sequence[ProofResult]) -> str:
-    """The report: summary table, then each claim with assumptions, steps and verdict."""
-    out = ["# Symbolic proofs", ""]
+def _code_list(items: Sequence[str]) -> str:
+    return ", ".join(f"`{i}`" for i in items) if items else "none"
+
+
+def _pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"`{label}` {axiom}" for label, axiom in pairs) if pairs else "none"
+
+
+def claim_md(r: ProofResult) -> list[str]:
+    entry = CLAIMS.get(r.name)
+    out = [f"## {r.name}", "", f"**Claim.** {md_text(r.claim)}", ""]
+    if r.formula:
+        out += ["$$" + r.formula + "$$", ""]
+    out.append("**Assumptions.**")
+    out += [f"- {md_text(a)}" for a in r.assumptions] or ["- none"]
+    out += ["", "**Steps.**"]
+    out += [_step_md(s) for s in r.steps]
+    out += ["", f"**Verdict.** {_verdict_text(r)} ({r.cases} enumerated case{'s' if r.cases != 1 else ''})"]
+    if r.residual is not None:
+        out[-1] += f"; {len(r.failed)} check{'s' if len(r.failed) != 1 else ''} with a non-zero residual. Residual: {_latex(r.residual)}"
+    out[-1] += "."
+    if entry is not None:
+        exp = "proved" if entry.expected else "NOT proved (a deliberately false claim)"
+        out += [
+            "",
+            f"Expected: {exp}. Proof module: `{entry.module}`. Property-test twins: {_code_list(entry.twins)}.",
+            f"Backs built-in claims: {_pairs(entry.backs)}."
+            + (f" Refutes: {_pairs(entry.refutes)}." if entry.refutes else "")
+            + (f" No built-in may claim together: {', '.join(entry.not_jointly)}." if entry.not_jointly else ""),
+        ]
+    out.append("")
+    return out
+
+
+def backing_md() -> list[str]:
+    """Table of every claimed axiom of the audited built-in configurations and what backs it."""
+    out = ["## Built-in method claims and their backing", "",
+           "| method | axiom | proofs | property tests | status |", "|---|---|---|---|---|"]
+    for label, axiom in claimed_pairs(audited_methods()):
+        b = backing(label, axiom)
+        status = "KNOWN VIOLATION" if b.known_violation else ("backed" if b.backed else "UNBACKED")
+        tests = str(len(b.tests)) if b.tests else "none"
+        out.append(f"| `{label}` | {axiom} | {', '.join(b.proofs) or '-'} | {tests} | {status} |")
+    if KNOWN_VIOLATIONS:
+        out += ["", "Known violations (library defects found by the property tests):", ""]
+        out += [f"- `{label}` {axiom}: {md_text(note)}" for (label, axiom), note in KNOWN_VIOLATIONS.items()]
+    out.append("")
+    return out
+
+
+def to_markdown(results: Sequence[ProofResult], *, with_backing: bool = False) -> str:
+    """The report: summary table and line, each claim (assumptions, steps, verdict), and (with
+    ``with_backing``) the table of built-in method claims and what backs each."""
+    out = ["# Symbolic proofs", "", md_text(summary_line(results)), ""]
     out += ["| claim | verdict | expected | cases | status |", "|---|---|---|---|---|"]
     for row in _rows(results):
-        out.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+        out.append("| " + " | ".join(row) + " |")
     out.append("")
     for r in results:
-        entry = CLAIMS.get(r.name)
-        out += [f"## {r.name}", "", f"**Claim.** {r.claim}", ""]
-        if entry is not None:
-            out.append(f"Proof module: `{entry.module}`. Axioms resting on it: {', '.join(entry.axioms) or '-'}. "
-                       f"Property test: {('`' + entry.property_test + '`') if entry.property_test else 'none yet'}.")
-            out.append("")
-        out.append("**Assumptions.**")
-        out += [f"- {_md_escape(a)}" for a in r.assumptions] or ["- none"]
-        out += ["", "**Steps.**"]
-        out += [_step_md(s) for s in r.steps]
-        out += ["", f"**Verdict.** {_verdict_text(r)} ({r.cases} enumerated case{'s' if r.cases != 1 else ''})."]
-        if r.residual is not None:
-            out.append(f"Residual: {_latex(r.residual)}")
-        out.append("")
+        out += claim_md(r)
+    if with_backing:
+        out += backing_md()
     return "\n".join(out)
 
+
+# -- JSON ------------------------------------------------------------------------------------
 
 def _jsonable(expr: Union[sympy.Basic, str, None]) -> Union[dict, str, None]:
     if expr is None or isinstance(expr, str):
@@ -112,22 +188,30 @@ def to_dict(r: ProofResult) -> dict:
     return {
         "name": r.name,
         "claim": r.claim,
+        "formula": r.formula,
         "assumptions": list(r.assumptions),
         "steps": [{"caption": c, "expr": _jsonable(e)} for c, e in r.steps],
         "verdict": r.verdict,
         "expected": None if entry is None else entry.expected,
+        "status": _status(r),
         "residual": _jsonable(r.residual),
+        "failed_checks": list(r.failed),
         "cases": r.cases,
         "module": None if entry is None else entry.module,
-        "property_test": None if entry is None else entry.property_test,
+        "twins": [] if entry is None else list(entry.twins),
+        "backs": [] if entry is None else [list(p) for p in entry.backs],
+        "refutes": [] if entry is None else [list(p) for p in entry.refutes],
         "axioms": [] if entry is None else list(entry.axioms),
     }
 
 
 def to_json(results: Sequence[ProofResult]) -> str:
-    """JSON report: a list of claims with steps as {text, latex}."""
-    return json.dumps({"claims": [to_dict(r) for r in results]}, indent=2)
+    """JSON report: the summary and a list of claims with steps as {text, latex}."""
+    return json.dumps({"summary": summary_line(results), "ok": all(_status(r) == "ok" for r in results),
+                       "claims": [to_dict(r) for r in results]}, indent=2)
 
+
+# -- command ---------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="workbench prove", description="Run the symbolic proofs and write a report.")
@@ -142,7 +226,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["prove"]:
         args_in = args_in[1:]
-    args = _parser().parse_args(args_in)
+    try:
+        args = _parser().parse_args(args_in)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
+        return int(e.code or 0)
     unknown = [n for n in args.names if n not in CLAIMS]
     if unknown:
         print(f"unknown claim(s): {', '.join(unknown)}; known: {', '.join(CLAIMS)}", file=sys.stderr)
@@ -154,9 +241,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elapsed = time.perf_counter() - start
     out = args.out or (DEFAULT_JSON if args.json else DEFAULT_MD)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(to_json(results) if args.json else to_markdown(results), encoding="utf-8")
+    out.write_text(to_json(results) if args.json else to_markdown(results, with_backing=not args.names), encoding="utf-8")
     print(summary_table(results))
-    print(f"report: {out} ({elapsed:.1f} s)")
+    print(f"report: {out} (proofs ran in {elapsed:.1f} s)")
     return 0 if all(_status(r) == "ok" for r in results) else 1
 
 

@@ -1,0 +1,106 @@
+"""Property tests of the axioms the built-in methods claim, one test per (method configuration,
+axiom): the checker's Hypothesis search over drawn networks must find no violation, and the
+regression cases (shrunk counterexamples found once, against any method) must hold too.
+
+The list below is written out, not generated from ``workbench.methods()``: a new built-in claim has
+no test until someone adds it here and names it in ``proofs.registry.METHOD_CLAIM_TESTS``; the
+meta-test in tests/proofs then stops failing. Pairs the library is known to violate are strict
+xfails carrying the defect report (``proofs.registry.KNOWN_VIOLATIONS``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workbench
+from proofs.registry import KNOWN_VIOLATIONS
+from workbench.axioms import get_axiom
+from workbench.axioms.base import Case
+from workbench.check import check_axiom
+from workbench.nets import spec as S
+from workbench.tolerance import rtol_for
+
+EXAMPLES = 10
+
+_LRP_DUMMY = ["alpha-beta", "dtd-w2", "dtd-zb", "epsilon", "epsilon-alpha2-beta1", "epsilon-gamma-box", "epsilon-plus", "gamma", "w-square", "zero", "zplus"]
+_LRP_CONSERVATION = ["dtd-w2", "dtd-zb", "flat", "w-square", "zero"]
+
+CLAIMED: list[tuple[str, str]] = [
+    ("deconvnet", "dummy"),
+    ("deeplift", "completeness"), ("deeplift", "dummy"),
+    ("expected-gradients", "completeness"), ("expected-gradients", "dummy"), ("expected-gradients", "implementation-invariance"),
+    ("expected-gradients", "sensitivity-a"), ("expected-gradients", "symmetry"),
+    ("full-gradients", "full-gradient-completeness"), ("full-gradients", "weak-dependence"),
+    ("gradient", "dummy"), ("gradient", "implementation-invariance"), ("gradient", "linearity"), ("gradient", "symmetry"),
+    ("gradient", "weak-dependence"),
+    ("guided-backprop", "dummy"),
+    ("input-x-gradient", "dummy"), ("input-x-gradient", "implementation-invariance"), ("input-x-gradient", "linearity"),
+    ("input-x-gradient", "symmetry"),
+    ("integrated-gradients", "completeness"), ("integrated-gradients", "dummy"), ("integrated-gradients", "implementation-invariance"),
+    ("integrated-gradients", "sensitivity-a"), ("integrated-gradients", "symmetry"),
+    ("integrated-gradients[rule=exact]", "completeness"), ("integrated-gradients[rule=exact]", "dummy"),
+    ("integrated-gradients[rule=exact]", "implementation-invariance"), ("integrated-gradients[rule=exact]", "linearity"),
+    ("integrated-gradients[rule=exact]", "sensitivity-a"), ("integrated-gradients[rule=exact]", "symmetry"),
+    ("integrated-gradients[tolerance=None]", "dummy"), ("integrated-gradients[tolerance=None]", "implementation-invariance"),
+    ("integrated-gradients[tolerance=None]", "linearity"), ("integrated-gradients[tolerance=None]", "symmetry"),
+    ("rectgrad", "dummy"),
+    ("smoothgrad", "dummy"), ("smoothgrad", "implementation-invariance"), ("smoothgrad", "linearity"),
+    *[(f"lrp[composite={c}]", "dummy") for c in _LRP_DUMMY],
+    *[(f"lrp[composite={c}]", "conservation") for c in _LRP_CONSERVATION],
+]
+
+
+def _net(spec: S.NetSpec, state: dict) -> S.SpecNet:
+    return S.build(spec, state=state)
+
+
+def regression_cases() -> dict[str, list[Case]]:
+    """Shrunk counterexamples found by the checker, replayed for every method claiming the axiom."""
+    flat_residual = _net(
+        S.NetSpec((1, 3, 3), (S.Conv2d(1, 1, bias=False), S.ReLU(), S.Residual((S.Conv2d(1, 3, padding=1), S.ReLU())), S.Flatten(), S.Linear(1))),
+        {"0.weight": [[[[1.0]]]], "2.body.0.weight": [[[[1.0] * 3] * 3]], "2.body.0.bias": [0.0], "4.weight": [[1.0] * 9], "4.bias": [0.0]},
+    )
+    x_flat = torch.tensor([1.0] + [-1.0] * 8, dtype=torch.float64).reshape(1, 1, 3, 3)
+    zero_row = _net(
+        S.NetSpec((1,), (S.Linear(2), S.ReLU(), S.Linear(1), S.ReLU(), S.Linear(1, bias=False))),
+        {"0.weight": [[1.0], [0.0]], "0.bias": [0.0, 0.0], "2.weight": [[1.0, 1.0]], "2.bias": [0.0], "4.weight": [[1.0]]},
+    )
+    x_row = torch.tensor([[1.0]], dtype=torch.float64)
+    return {
+        "conservation": [
+            Case({"f": flat_residual}, x_flat, torch.zeros_like(x_flat), 0, label="flat relevance into a residual sum of zeros"),
+            Case({"f": zero_row}, x_row, torch.zeros_like(x_row), 0, label="w-square relevance into a unit with no weights"),
+        ],
+    }
+
+
+def _param(label: str, axiom: str):
+    known = KNOWN_VIOLATIONS.get((label, axiom))
+    marks = [pytest.mark.xfail(strict=True, reason=known)] if known else []
+    return pytest.param(label, axiom, id=f"{label}-{axiom}", marks=marks)
+
+
+@pytest.mark.parametrize("label,axiom", [_param(label, axiom) for label, axiom in CLAIMED])
+def test_claimed_axiom_holds(label, axiom, tmp_path):
+    m = workbench.method(label)
+    assert m.label == label and axiom in m.claims, f"{label} no longer claims {axiom}: update this list and the registry"
+    rtol = max(rtol_for(torch.float64), m.claims[axiom] or 0.0)
+    ax = get_axiom(axiom)
+    for case in regression_cases().get(axiom, []):
+        outcome = ax.run(m, case, rtol)
+        assert not outcome.violated, f"{case.label}: {outcome.note}\n{case.describe()}"
+    v = check_axiom(m, axiom, examples=EXAMPLES, seed=0, save_dir=tmp_path, shrink_seconds=2)
+    assert v.holds is True and v.cases > 0, v
+
+
+def test_regression_cases_catch_the_defects_they_were_found_for():
+    """Both ways: the regression cases violate conservation for the composites they were found
+    for, and hold for LRP-0 (which conserves on them)."""
+    flat_case, row_case = regression_cases()["conservation"]
+    ax = get_axiom("conservation")
+    rtol = rtol_for(torch.float64)
+    assert ax.run(workbench.method("lrp", composite="flat"), flat_case, rtol).violated
+    assert ax.run(workbench.method("lrp", composite="w-square"), row_case, rtol).violated
+    for case in (flat_case, row_case):
+        assert not ax.run(workbench.method("lrp", composite="zero"), case, rtol).violated
