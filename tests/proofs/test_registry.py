@@ -1,7 +1,7 @@
 """The registry of claims and the meta-test over the built-in methods' claims.
 
 * Every axiom a built-in method configuration claims has a proof or a property test (the
-  ``proofs.registry`` ledger); known violations are strict xfails carrying the defect report.
+  ``proofs.registry`` ledger); a known violation is backed by the property test that shows it.
 * No built-in claims what a registered claim refutes (e.g. input x gradient's completeness), nor
   both completeness and weak dependence (Proposition 1).
 * Every test the registry names exists: the node ids are collected by pytest in a subprocess,
@@ -28,16 +28,10 @@ AUDITED = registry.audited_methods()
 PAIRS = registry.claimed_pairs(AUDITED)
 
 
-def _param(label: str, axiom: str):
-    known = registry.KNOWN_VIOLATIONS.get((label, axiom))
-    marks = [pytest.mark.xfail(strict=True, reason=f"known violation: {known}")] if known else []
-    return pytest.param(label, axiom, id=f"{label}-{axiom}", marks=marks)
-
-
-@pytest.mark.parametrize("label,axiom", [_param(*p) for p in PAIRS])
+@pytest.mark.parametrize("label,axiom", [pytest.param(*p, id=f"{p[0]}-{p[1]}") for p in PAIRS])
 def test_every_claimed_axiom_is_backed(label, axiom):
     """The meta-test: a claimed axiom needs a proof (a registered claim that backs it) or a
-    property test (``METHOD_CLAIM_TESTS``); a known violation does not count as backing."""
+    property test (``METHOD_CLAIM_TESTS``)."""
     b = registry.backing(label, axiom)
     assert b.backed, (
         f"{label} claims {axiom!r} but neither a proof nor a property test backs it: add a test to "
@@ -127,8 +121,8 @@ def test_meta_test_catches_an_unbacked_claim_of_a_new_builtin(monkeypatch):
     # naming a property test for one claim backs it (the collection test then requires it to exist)
     monkeypatch.setitem(registry.METHOD_CLAIM_TESTS, (_FakeComplete.name, "weak-dependence"), ("tests/x.py::test_y",))
     assert [p for p in registry.unbacked(audited) if p[0] == _FakeComplete.name] == [(_FakeComplete.name, "completeness")]
-    # the built-ins themselves: only the known violations are unbacked
-    assert set(registry.unbacked([m for m in audited if m.label != _FakeComplete.name])) == set(registry.KNOWN_VIOLATIONS)
+    # the built-ins themselves are all backed
+    assert registry.unbacked([m for m in audited if m.label != _FakeComplete.name]) == []
 
 
 def test_meta_test_catches_a_refuted_claim(monkeypatch):

@@ -180,7 +180,7 @@ def with_output_bias_shift(net: S.SpecNet, shift: float) -> S.SpecNet:
 
 
 WEAKLY_DEPENDENT = [m.name for m in workbench.methods() if "weak-dependence" in m.claims]
-SHIFTED = st.tuples(wst.network_cases("any"), wst.grid_values().filter(lambda v: abs(v) >= 0.25))
+SHIFTED = st.tuples(wst.network_cases("any"), st.sampled_from([v for v in wst.GRID if abs(v) >= 0.25]))
 
 
 def bias_shift_visible(method: workbench.Method, case) -> float:
@@ -244,12 +244,26 @@ def test_linear_sigma_has_a_colliding_pair_of_pieces(M, w, b):
 REGION_PAIRS = st.tuples(wst.network_cases("any"), st.integers(0, 2**16))
 
 
-def region_variation(method: workbench.Method, case) -> float:
-    """How much `method`'s map differs between two points of one linear region."""
+def region_pair(case) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two points x + s d / 3, x + 2 s d / 3 of one linear region: s from the library's same_region_pair,
+    divided by 4 until the two activation patterns (ReLU signs and max-pool switches) agree. Equal
+    patterns bound a convex polyhedron, so the whole segment is in one region. (The division covers
+    inputs sitting on a kink, where same_region_pair can overshoot: see the report of issue 3.)"""
     c, seed = case
     d = torch.randn(c.x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    x1, x2, _ = same_region_pair(c.net, c.x, d)
-    assert same_region(c.net, x1, x2)
+    _, _, s = same_region_pair(c.net, c.x, d)
+    for _ in range(30):
+        x1, x2 = c.x + (s / 3) * d, c.x + (2 * s / 3) * d
+        if same_region(c.net, x1, x2):
+            return x1, x2
+        s /= 4
+    raise AssertionError(f"no segment of one region found along d from x = {c.x.flatten().tolist()}")
+
+
+def region_variation(method: workbench.Method, case) -> float:
+    """How much `method`'s map differs between two points of one linear region."""
+    c, _ = case
+    x1, x2 = region_pair(case)
     return _gap(method.attribute(c.net, x1, target=c.target, baseline=torch.zeros_like(x1)),
                 method.attribute(c.net, x2, target=c.target, baseline=torch.zeros_like(x2)))
 
@@ -461,7 +475,15 @@ GBP_AT_ZERO_BUG = (
 )
 
 
-@pytest.mark.parametrize("at_zero", [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=GBP_AT_ZERO_BUG))])
+def gbp_at_zero_bug_present() -> bool:
+    """Whether GBP(at_zero=True) still passes the signal through an inactive unit (GBP_AT_ZERO_BUG)."""
+    net = S.build(S.NetSpec((2,), (S.Linear(1), S.ReLU(), S.Linear(1))),
+                  state={"0.weight": [[0.0, 1.0]], "0.bias": [-2.0], "2.weight": [[1.0]], "2.bias": [0.0]})
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    return bool(workbench.method("guided-backprop", at_zero=True).attribute(net, x, target=0).abs().sum() > 0)
+
+
+@pytest.mark.parametrize("at_zero", [False, pytest.param(True, marks=pytest.mark.xfail(gbp_at_zero_bug_present(), strict=True, reason=GBP_AT_ZERO_BUG))])
 @given(case=GBP_CASES)
 def test_guided_backprop_is_the_sum_of_positively_gated_weight_vectors(at_zero, case):
     """Twin of gbp-gated-weights: guided-backprop on f = v^T relu(W x + b) is the sum of the positively
