@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # raised inside torch on its first forward-mode AD pass (exact IG), not actionable by a user
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prove"]:
+        # the proofs' own parser takes every option (argparse.REMAINDER would drop leading ones)
+        from proofs.report import main as prove_main
+
+        return prove_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
