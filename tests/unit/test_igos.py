@@ -186,13 +186,15 @@ def test_batched_equals_one_by_one_and_the_model_is_unchanged():
     assert batched.shape == x.shape and torch.all((0 <= batched) & (batched <= 1))
 
 
-@pytest.mark.parametrize("resolution", [7, 8, (5, 9), 14, "full"])
+@pytest.mark.parametrize("resolution", [7, 8, (5, 9), "3x12", 14, "full"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_any_mask_resolution(resolution, dtype):
     fx = PatchFixture(channels=3)
     net, x = fx.model(dtype=dtype), _images(2, fx=fx).to(dtype)
-    r = IGOS(resolution=resolution, iterations=3, steps=4, tv=2.0).optimize(net, x, target=0)
-    h, w = (16, 16) if resolution == "full" else ((resolution, resolution) if isinstance(resolution, int) else resolution)
+    m = IGOS(resolution=resolution, iterations=3, steps=4, tv=2.0)
+    assert workbench.method(m.label).options == m.options  # the label rebuilds the method
+    r = m.optimize(net, x, target=0)
+    h, w = {"full": (16, 16), "3x12": (3, 12)}.get(resolution) or ((resolution, resolution) if isinstance(resolution, int) else resolution)
     assert r.masks.shape == (2, 1, h, w) and r.saliency.shape == (2, 1, 16, 16)
     assert r.masks.dtype == dtype and torch.all((r.masks >= 0) & (r.masks <= 1))
     assert torch.allclose(r.saliency, 1 - upsample(r.masks, (16, 16)))

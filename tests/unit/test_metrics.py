@@ -108,6 +108,11 @@ def test_batched_equals_one_by_one_and_ties_are_broken_at_random_not_in_raster_o
     d = deletion_curve(net, x, sal, target=[0, 0, 0])
     single = torch.cat([deletion_curve(net, x[i : i + 1], sal[i : i + 1], target=0).scores for i in range(3)])
     assert torch.allclose(d.scores, single, atol=1e-12)
+    # chunking the images bounds memory and changes no value
+    assert torch.allclose(deletion_curve(net, x, sal, target=0, chunk_size=5).scores, d.scores, atol=1e-12)
+    pct = (1, 5, 10, 20, 50, 70, 90)
+    assert torch.allclose(pixel_perturbation(net, x, sal, target=0, percentages=pct, chunk_size=4).perturbed,
+                          pixel_perturbation(net, x, sal, target=0, percentages=pct).perturbed, atol=1e-12)
     flat = torch.zeros(1, 64)
     ranks = ranking.salience_ranks(flat, seed=0)
     assert not torch.equal(ranks[0], torch.arange(64))  # not raster order

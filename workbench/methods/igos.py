@@ -73,6 +73,7 @@ from ..validation import Target, check_input, check_model, resolve_baseline
 from .base import Method, _normalize_target
 from .registry import register
 
+#: an integer (square mask), a pair (h, w), a string 'HxW', or 'full' (the image's own size)
 Resolution = Union[int, tuple[int, int], str]
 Direction = Literal["integrated-gradients", "gradient"]
 Mode = Literal["deletion", "deletion+insertion"]
@@ -185,13 +186,13 @@ class IGOS(Method):
         seed: int = 0,
         chunk_size: Optional[int] = None,
     ) -> None:
+        self.resolution = _check_resolution(resolution)
         super().__init__(
-            resolution=resolution, iterations=iterations, steps=steps, rule=rule, direction=direction, mode=mode,
+            resolution=_resolution_option(self.resolution, resolution), iterations=iterations, steps=steps, rule=rule, direction=direction, mode=mode,
             l1=l1, tv=tv, tv_beta=tv_beta, blur_sigma=blur_sigma, blur_kernel=blur_kernel, noise=noise,
             initial_step=initial_step, shrink=shrink, armijo=armijo, min_step=min_step, score=score, seed=seed,
             chunk_size=chunk_size,
         )
-        self.resolution = _check_resolution(resolution)
         _check_int("iterations", iterations, 1)
         _check_int("steps", steps, 1)
         if rule not in RULES:
@@ -462,14 +463,22 @@ def _check_image(x: Tensor) -> None:
 
 
 def _check_resolution(resolution: Resolution) -> Union[tuple[int, int], str]:
+    """(h, w) or 'full' from an integer, a pair, 'full' or an 'HxW' string."""
     if resolution == "full":
         return "full"
-    if isinstance(resolution, (int,)) and not isinstance(resolution, bool):
-        pair: tuple = (resolution, resolution)
-    elif isinstance(resolution, (tuple, list)) and len(resolution) == 2:
+    if isinstance(resolution, str) and "x" in resolution:
+        try:
+            pair: tuple = tuple(int(v) for v in resolution.split("x"))
+        except ValueError:
+            pair = ()
+    elif isinstance(resolution, int) and not isinstance(resolution, bool):
+        pair = (resolution, resolution)
+    elif isinstance(resolution, (tuple, list)):
         pair = tuple(resolution)
     else:
-        raise InputError(f"mask resolution must be an integer, a pair (h, w) or 'full', got {resolution!r}")
+        pair = ()
+    if len(pair) != 2:
+        raise InputError(f"mask resolution must be an integer, a pair (h, w), 'HxW' or 'full', got {resolution!r}")
     for v in pair:
         if isinstance(v, bool) or not isinstance(v, int):
             raise InputError(f"mask resolution must hold integers, got {resolution!r}")
@@ -479,6 +488,14 @@ def _check_resolution(resolution: Resolution) -> Union[tuple[int, int], str]:
                 "(the total-variation term compares neighbours)"
             )
     return (int(pair[0]), int(pair[1]))
+
+
+def _resolution_option(checked: Union[tuple[int, int], str], given: Resolution) -> Resolution:
+    """The option as the label shows it: 'full', an integer for a square mask, else 'HxW' (parses back)."""
+    if checked == "full" or given == RESOLUTION:
+        return given
+    h, w = checked  # type: ignore[misc]
+    return h if h == w else f"{h}x{w}"
 
 
 def _check_int(label: str, value: object, low: int) -> None:

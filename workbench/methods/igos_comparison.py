@@ -10,9 +10,16 @@ used, and tests the paired differences with a one-sided Wilcoxon signed-rank tes
 ``patch_cases(n, saturated=...)`` draws the fixture set used by the tests: patch CNNs
 (``workbench.metrics.PatchFixture``) at random positions, sizes and channel counts, calibrated so
 that the class probability is drawn from ``p_image`` at the image and ``p_canvas`` at the blurred
-canvas. ``saturated=True`` clamps each patch pixel's contribution at a cap the textured patch
-partly exceeds (the plain gradient is zero on those pixels, as for a confident trained network);
-``saturated=False`` has no cap (the score is a smooth function of the patch).
+canvas (default 0.99-0.999 at the image: confident, as trained classifiers mostly are on their top
+class -- the regime of the paper's claim). ``saturated=True`` clamps each patch pixel's
+contribution at a cap the textured patch partly exceeds (the plain gradient is zero on those
+pixels, as for a confident trained network); ``saturated=False`` has no cap (the score is a smooth
+function of the patch).
+
+Measured (tests/unit/test_igos_directions.py, experiments/igos_deletion_insertion.py): the
+integrated-gradient direction wins where the plain gradient stalls at the all-ones start
+(saturation); where the gradient can move, it reaches a slightly lower objective at equal
+iterations with a tenth of the passes.
 """
 
 from __future__ import annotations
@@ -173,7 +180,7 @@ def patch_cases(
     saturated: bool = True,
     size: int = 16,
     seed: int = 0,
-    p_image: tuple[float, float] = (0.6, 0.999),
+    p_image: tuple[float, float] = (0.99, 0.999),
     p_canvas: tuple[float, float] = (0.05, 0.3),
     cap: tuple[float, float] = (0.4, 0.7),
     patch_side: tuple[int, int] = (3, 6),

@@ -14,10 +14,9 @@ data mean. f_t is the class probability by default (``score="logit"`` for the lo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
-
-import math
 
 import torch
 from torch import Tensor, nn
@@ -80,8 +79,12 @@ def pixel_perturbation(
     r = baselines.resolve(replacement, x).detach()
     with preserved(model, freeze_parameters=True):
         original = scores_no_grad(model, x, t, score)
-        # the k least salient pixels are the last k of the most-salient-first order
-        drop = ranks >= (pixels - removed.to(x.device)).view(1, -1, 1, 1, 1)
-        images = torch.where(drop, r.unsqueeze(1), x.unsqueeze(1)).reshape(-1, ch, h, w)
-        perturbed = scores_no_grad(model, images, t.repeat_interleave(len(pct)), score, chunk_size=chunk_size)
-    return PixelPerturbation(torch.tensor(pct, dtype=torch.float64), removed, original, perturbed.view(n, len(pct)))
+        out = []
+        per_chunk = max(1, chunk_size // n)
+        for start in range(0, len(pct), per_chunk):
+            k = removed[start : start + per_chunk].to(x.device)
+            # the k least salient pixels are the last k of the most-salient-first order
+            drop = ranks >= (pixels - k).view(1, -1, 1, 1, 1)
+            images = torch.where(drop, r.unsqueeze(1), x.unsqueeze(1)).reshape(-1, ch, h, w)
+            out.append(scores_no_grad(model, images, t.repeat_interleave(len(k)), score, chunk_size=chunk_size).view(n, len(k)))
+    return PixelPerturbation(torch.tensor(pct, dtype=torch.float64), removed, original, torch.cat(out, dim=1))
