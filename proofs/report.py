@@ -66,7 +66,7 @@ def summary_line(results: Sequence[ProofResult]) -> str:
     if refuted_as_expected:
         head += f" ({refuted_as_expected} deliberately false claim{'s' if refuted_as_expected != 1 else ''}, as expected)"
     if not unexpected:
-        return f"{head} -- all {len(results)} verdicts as expected"
+        return f"{head} -- all {len(results)} verdict{'s' if len(results) != 1 else ''} as expected"
     detail = ", ".join(f"{r.name} ({_verdict_text(r)}, expected {'proved' if _expected(r.name) else 'NOT proved'})" for r in unexpected)
     return f"{head} -- {len(unexpected)} UNEXPECTED: {detail}"
 

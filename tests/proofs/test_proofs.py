@@ -229,7 +229,7 @@ def test_workbench_prove_accepts_an_option_first(tmp_path, capsys):
 
     assert main(["prove", "--json", "--out", str(tmp_path / "p.json"), "ig-linear"]) == 0
     assert json.loads((tmp_path / "p.json").read_text())["ok"] is True
-    assert "all 1 verdicts as expected" in capsys.readouterr().out
+    assert "all 1 verdict as expected" in capsys.readouterr().out
 
 
 def test_workbench_prove_through_the_cli(tmp_path, capsys):
@@ -237,7 +237,7 @@ def test_workbench_prove_through_the_cli(tmp_path, capsys):
 
     out = tmp_path / "p.md"
     assert main(["prove", "false-ixg-completeness", "--out", str(out)]) == 0
-    assert "all 1 verdicts as expected" in capsys.readouterr().out and out.exists()
+    assert "all 1 verdict as expected" in capsys.readouterr().out and out.exists()
 
 
 def _math_spans(md: str) -> list[str]:
