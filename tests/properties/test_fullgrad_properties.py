@@ -15,6 +15,7 @@ from workbench.check import check_axiom, replay
 from workbench.fullgrad import check_completeness, full_gradients
 from workbench.methods.base import CallableMethod
 from workbench.nets import impossibility
+from workbench.nets import spec as S
 from workbench.strategies import Family
 
 
@@ -151,3 +152,20 @@ def test_prop1_any_continuous_1d_map_collides(name):
         assert float(grad) == pytest.approx(w, abs=1e-12)
         with torch.no_grad():
             assert float(net(c.x)) == pytest.approx(w * float(c.x) + b, abs=1e-12)
+
+
+def test_same_region_pair_from_an_input_on_a_kink_sees_the_pool_switch_ahead():
+    # x = ones puts a ReLU input exactly at 0; torch's slope there is 0, so the tangents seen from x
+    # miss a max-pool switch at s ~ 0.25 and distance_to_kink overshoots (0.459)
+    net = S.build(S.NetSpec((1, 3, 3), (S.Conv2d(1, 2, padding=1, bias=False), S.ReLU(), S.MaxPool2d(2), S.Flatten(), S.Linear(1))), dtype=torch.float64)
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[[[-1.0, -1.0], [1.0, -1.0]]]]))
+        net[4].weight.fill_(1.0)
+        net[4].bias.fill_(1.0)
+    x = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    d = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert float(distance_to_kink(net, x, d)[0]) > 0.45
+    x1, x2, s = same_region_pair(net, x, d)
+    assert 0 < s < 0.3 and same_region(net, x1, x2)
+    assert all(same_region(net, x1, x + f * s * d) for f in (0.01, 0.5, 0.99))
+    assert not same_region(net, x1, x + 0.3 * d)  # past the switch: another region

@@ -245,19 +245,13 @@ REGION_PAIRS = st.tuples(wst.network_cases("any"), st.integers(0, 2**16))
 
 
 def region_pair(case) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two points x + s d / 3, x + 2 s d / 3 of one linear region: s from the library's same_region_pair,
-    divided by 4 until the two activation patterns (ReLU signs and max-pool switches) agree. Equal
-    patterns bound a convex polyhedron, so the whole segment is in one region. (The division covers
-    inputs sitting on a kink, where same_region_pair can overshoot: see the report of issue 3.)"""
+    """Two points x + s d / 3, x + 2 s d / 3 of one linear region (s from the library's
+    same_region_pair), checked: equal activation patterns bound a convex polyhedron."""
     c, seed = case
     d = torch.randn(c.x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    _, _, s = same_region_pair(c.net, c.x, d)
-    for _ in range(30):
-        x1, x2 = c.x + (s / 3) * d, c.x + (2 * s / 3) * d
-        if same_region(c.net, x1, x2):
-            return x1, x2
-        s /= 4
-    raise AssertionError(f"no segment of one region found along d from x = {c.x.flatten().tolist()}")
+    x1, x2, _ = same_region_pair(c.net, c.x, d)
+    assert same_region(c.net, x1, x2), f"same_region_pair left the region along d from x = {c.x.flatten().tolist()}"
+    return x1, x2
 
 
 def region_variation(method: workbench.Method, case) -> float:

@@ -14,7 +14,9 @@ direction d. One forward-mode pass along d gives every ReLU pre-activation z and
 max-pool window, hence s*, the distance to the nearest kink (a unit crossing 0 or a pool switch)
 strictly ahead of x. On the open segment x + s d, s in (0, s*), the activation pattern and the
 pool switches are constant, so the segment lies in one region (a convex polyhedron of fixed
-pattern). The case compares x1 = x + s*/3 d with x2 = x + 2 s*/3 d (s* capped at 3). As a guard
+pattern). When x sits exactly on a kink, the tangents past that unit are those of one side only
+(torch's ReLU has slope 0 at 0), so s* is confirmed from the segment's midpoint, where the
+tangents are right, and shortened until the midpoint's region covers the whole segment. The case compares x1 = x + s*/3 d with x2 = x + 2 s*/3 d (s* capped at 3). As a guard
 against round-off, ``evaluate`` recomputes both patterns and reports "not applicable" if they
 differ. Networks with smooth activations have no linear regions: not applicable.
 
@@ -55,9 +57,22 @@ class _AheadTracker(_RegionTracker):
         super()._update(torch.where(delta > _AT_X, delta, torch.full_like(delta, math.inf)))
 
 
+class _AroundTracker(_RegionTracker):
+    """Distances to the nearest kinks on either side, ignoring kinks within _AT_X of the point."""
+
+    def _update(self, delta: Tensor) -> None:
+        super()._update(torch.where(delta.abs() > _AT_X, delta, torch.full_like(delta, math.inf)))
+
+
 def distance_to_kink(net: nn.Module, x: Tensor, direction: Tensor) -> Tensor:
-    """Per row: the smallest s > 0 at which x + s d crosses a ReLU kink or a max-pool switch (inf: none)."""
-    tracker = _AheadTracker(x.shape[0], x.dtype, x.device)
+    """Per row: the smallest s > 0 at which x + s d crosses a ReLU kink or a max-pool switch (inf: none).
+
+    Exact when x is inside a region; when x sits on a kink, see ``same_region_pair``."""
+    return _probe(net, x, direction, _AheadTracker).up
+
+
+def _probe(net: nn.Module, x: Tensor, direction: Tensor, tracker_type: type) -> _RegionTracker:
+    tracker = tracker_type(x.shape[0], x.dtype, x.device)
     handles = []
     try:
         seen: set = set()
@@ -74,7 +89,7 @@ def distance_to_kink(net: nn.Module, x: Tensor, direction: Tensor) -> Tensor:
     finally:
         for h in handles:
             h.remove()
-    return tracker.up
+    return tracker
 
 
 def activation_pattern(net: nn.Module, x: Tensor) -> list:
@@ -113,9 +128,23 @@ def same_region(net: nn.Module, x: Tensor, x2: Tensor) -> bool:
 
 
 def same_region_pair(net: nn.Module, x: Tensor, direction: Tensor) -> tuple[Tensor, Tensor, float]:
-    """(x1, x2, s*): two points of the open segment x + s d, 0 < s < s*, which lies in one region."""
-    s = float(distance_to_kink(net, x, direction)[0])
-    s = min(s, _MAX_STEP)
+    """(x1, x2, s*): two points of the open segment x + s d, 0 < s < s*, which lies in one region.
+
+    s* starts as the kink distance seen from x and is checked from the midpoint m = x + s*/2 d
+    (inside a region, so its tangents are exact): while m's region (m - down, m + up) does not
+    cover the segment, s* shrinks to the kink found inside it. Each round removes a kink, so the
+    loop ends; the segment then lies in m's region, a convex polyhedron."""
+    s = min(float(distance_to_kink(net, x, direction)[0]), _MAX_STEP)
+    for _ in range(1000):
+        around = _probe(net, x + (s / 2) * direction, direction, _AroundTracker)
+        lo, hi = s / 2 - float(around.down[0]), s / 2 + float(around.up[0])
+        slack = 1e-9 * s
+        if lo > slack:
+            s = lo  # a kink inside (0, s/2) that the tangents at x could not see
+        elif hi < s - slack:
+            s = hi
+        else:
+            break
     return x + (s / 3) * direction, x + (2 * s / 3) * direction, s
 
 
