@@ -17,7 +17,7 @@ For comparison, the reference code's pass count for the same run: per iteration 
 one forward whose graph is never used, the same line-search forwards and one forward for a plotted
 curve (REFERENCES.md).
 
-Run:  python benchmarks/bench_igos.py [--quick] [--size N] [--iterations N] [--repeats N]
+Run:  python benchmarks/bench_igos.py [--quick] [--size N] [--iterations N] [--repeats N] [--resolutions 7,14,28,56] [--threads N]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def replay(model: torch.nn.Module, calls, shape: tuple, target: int) -> None:
                 torch.log_softmax(model(z), 1)[:, target].exp()
 
 
-def run(size: int, iterations: int, repeats: int) -> list[dict]:
+def run(size: int, iterations: int, repeats: int, resolutions: tuple = RESOLUTIONS) -> list[dict]:
     torch.manual_seed(0)  # torchvision's initialization draws from the global generator
     model = randomize_affine(torchvision.models.resnet18(weights=None)).eval()
     for p in model.parameters():
@@ -87,7 +87,7 @@ def run(size: int, iterations: int, repeats: int) -> list[dict]:
     with torch.no_grad():
         target = int(model(x).argmax(1))
     rows = []
-    for res in RESOLUTIONS:
+    for res in resolutions:
         if res > size:
             continue
         igos = IGOS(resolution=res, iterations=iterations)
@@ -128,12 +128,13 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, help="I-GOS iterations (default 15, the reference)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared machine)")
+    p.add_argument("--resolutions", default=",".join(map(str, RESOLUTIONS)), help="mask sides, comma-separated (default 7,14,28,56)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = args.size or (112 if args.quick else 224)
     iterations = args.iterations or (5 if args.quick else 15)
     print(header(f"I-GOS on resnet18 ({size}x{size}, float32, {iterations} iterations x 20 path steps, median of {args.repeats})"))
-    rows = run(size, iterations, args.repeats)
+    rows = run(size, iterations, args.repeats, tuple(int(r) for r in args.resolutions.split(",")))
     print(f"{'mask':>6s} {'igos s':>8s} {'replay s':>9s} {'ratio':>6s} {'cpu ratio':>9s} {'grad passes':>12s} {'fwd passes':>11s} {'ref fwd':>8s} {'accepted':>9s}  objective")
     for r in rows:
         print(
