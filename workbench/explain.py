@@ -332,7 +332,7 @@ def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target
         deletion, insertion = deletion_insertion(net, x, sal, target=target)
         shown = {"gradient": "|input gradient|", "gradcam": "Grad-CAM"}.get(name, name)
         for ax, c in zip(axes, (deletion, insertion)):
-            ax.plot(c.fractions.cpu().numpy(), c.scores[0].cpu().numpy(), label=f"{shown} (area {float(c.area[0]):.3f})")
+            ax.plot(c.fractions.cpu().numpy(), c.scores[0].cpu().numpy(), label=f"{shown} (area {float(c.area[0]):.3g})")
     axes[0].set(title="deletion (lower is better)", xlabel="fraction of pixels deleted (most salient first)", ylabel=f"p(class {target})")
     axes[1].set(title="insertion onto the blurred image (higher is better)", xlabel="fraction of pixels inserted (most salient first)", ylabel=f"p(class {target})")
     for ax in axes:
