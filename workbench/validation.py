@@ -45,6 +45,12 @@ def check_input(x: Tensor, model: nn.Module | None = None) -> None:
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise InputError(f"input contains NaN or inf (first at index {tuple(bad)})")
     if model is not None:
+        expected = getattr(getattr(model, "spec", None), "input_shape", None)  # spec networks know theirs
+        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+            raise InputError(
+                f"input of shape {tuple(x.shape)} does not fit the network, which takes (N, {', '.join(map(str, expected))}); "
+                "is the input batched? add a batch dimension with x.unsqueeze(0)"
+            )
         first = next(((n, p) for n, p in model.named_parameters() if p.is_floating_point()), None)
         for name, p in [first] if first is not None else []:
             if p.dtype != x.dtype:

@@ -24,8 +24,10 @@ METHODS = [
     "fullgrad", "simple-fullgrad", "smooth-fullgrad[samples=3]", "full-gradients", "gradcam",
     "guided-backprop", "guided-backprop[at_zero=True]", "deconvnet", "rectgrad", "rectgrad[q=50.0]",
     "lrp", "lrp[composite='zero']", "lrp[composite='epsilon-gamma-box']", "lrp[composite='alpha-beta']",
-    "lrp[composite='dtd-zb']", "deeplift",
+    "lrp[composite='dtd-zb']", "deeplift", "igos[resolution='full',iterations=3,steps=4]",
 ]
+#: methods that need image inputs (N, C, H, W): not applicable to the MLPs
+IMAGE_ONLY = ("gradcam", "igos")
 
 SPECS = {
     "mlp": S.NetSpec((3,), (S.Linear(4), S.BatchNorm(), S.ReLU(inplace=True), S.Linear(4), S.ReLU(), S.Linear(2))),
@@ -65,8 +67,8 @@ def _assert_unchanged(model, before):
 @pytest.mark.parametrize("net_name", list(SPECS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shape_dtype_batch_and_model_unchanged(method_name, net_name, dtype):
-    if method_name == "gradcam" and net_name != "cnn":
-        pytest.skip("Grad-CAM needs image inputs")
+    if method_name.startswith(IMAGE_ONLY) and net_name != "cnn":
+        pytest.skip(f"{method_name} needs image inputs")
     net = _net(net_name, dtype)
     m = workbench.method(method_name)
     x = torch.randn(3, *net.spec.input_shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
@@ -101,9 +103,9 @@ BAD_CALLS = {
 @pytest.mark.parametrize("method_name", METHODS)
 @pytest.mark.parametrize("bad", list(BAD_CALLS))
 def test_bad_input_is_named_and_model_unchanged(method_name, bad):
-    net = _net("mlp")
+    net = _net("cnn" if method_name.startswith(IMAGE_ONLY) else "mlp")
     make, kwargs, words = BAD_CALLS[bad]
-    x = make(torch.randn(2, 3, dtype=torch.float64))
+    x = make(torch.randn(2, *net.spec.input_shape, dtype=torch.float64))
     m = workbench.method(method_name)
     before = _fingerprint(net)
     call = {"target": 0, **kwargs}
