@@ -145,20 +145,29 @@ def save_counterexample(directory: Union[str, Path], method: Method, axiom: str,
 
 class _ShrinkBudget:
     """Keeps the last (so smallest: Hypothesis only moves to smaller ones) violating case, and
-    ends shrinking once `seconds` have passed since the first violation."""
+    ends shrinking once `seconds` have passed or `evaluations` cases were evaluated since the
+    first violation (the count makes the result the same on a fast and on a loaded machine)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, evaluations: int) -> None:
         self.seconds = seconds
+        self.evaluations = evaluations
         self.best: Optional[Case] = None
         self.started: Optional[float] = None
+        self.spent = 0
 
     def record(self, case: Case) -> None:
         self.best = case
         if self.started is None:
             self.started = time.monotonic()
 
+    def tick(self) -> None:
+        if self.started is not None:
+            self.spent += 1
+
     def exhausted(self) -> bool:
-        return self.started is not None and time.monotonic() - self.started > self.seconds
+        if self.started is None:
+            return False
+        return self.spent >= self.evaluations or time.monotonic() - self.started > self.seconds
 
 
 @dataclass
@@ -188,10 +197,13 @@ def check_axiom(
     save_dir: Optional[Union[str, Path]] = "counterexamples",
     claimed: Optional[bool] = None,
     shrink_seconds: float = 20.0,
+    shrink_evaluations: int = 2000,
 ) -> Verdict:
     """Search for a violation of one axiom; a found one is shrunk and saved.
 
-    Shrinking stops after ``shrink_seconds``: the smallest violating case seen by then is kept.
+    Shrinking stops after ``shrink_seconds`` or ``shrink_evaluations`` evaluated cases, whichever
+    comes first: the smallest violating case seen by then is kept. ``seed`` fixes the search
+    whatever Hypothesis profile is loaded (None: a fresh random search).
     """
     axiom = get_axiom(axiom_name)
     claims = method.claims
@@ -199,11 +211,12 @@ def check_axiom(
     claim_tol = claims.get(axiom_name)
     rtol = max(rtol_for(dtype), claim_tol or 0.0)
     search = _Search()
-    shrink = _ShrinkBudget(shrink_seconds)
+    shrink = _ShrinkBudget(shrink_seconds, shrink_evaluations)
 
     def violated(case: Case) -> bool:
         if shrink.exhausted():
             return False  # ends the shrink; shrink.best holds the smallest violation seen
+        shrink.tick()
         outcome = axiom.run(method, case, rtol)
         search.see(outcome)
         if outcome.violated:
@@ -224,9 +237,10 @@ def check_axiom(
                     max_examples=examples,
                     database=None,
                     deadline=None,
+                    derandomize=False,  # a loaded test profile must not override `seed`
                     suppress_health_check=list(HealthCheck),
                 ),
-                random=random.Random(seed) if seed is not None else None,
+                random=random.Random(seed) if seed is not None else random.Random(),
             )
         except (NoSuchExample, Unsatisfiable):
             found = None
@@ -261,6 +275,7 @@ def check(
     save_dir: Optional[Union[str, Path]] = "counterexamples",
     progress: Optional[Callable[[str], None]] = None,
     shrink_seconds: float = 20.0,
+    shrink_evaluations: int = 2000,
 ) -> Report:
     """Check a method (built-in, Method instance, or ``f(model, x, target, baseline)``) on axioms.
 
@@ -284,7 +299,7 @@ def check(
         if progress:
             progress(f"{method.label}: {n} ...")
         report.verdicts.append(
-            check_axiom(method, n, examples=examples, seed=seed, family=family, dtype=dtype, save_dir=save_dir, claimed=True if treat_all_claimed else None, shrink_seconds=shrink_seconds)
+            check_axiom(method, n, examples=examples, seed=seed, family=family, dtype=dtype, save_dir=save_dir, claimed=True if treat_all_claimed else None, shrink_seconds=shrink_seconds, shrink_evaluations=shrink_evaluations)
         )
     return report
 
