@@ -79,13 +79,10 @@ def _imagenet_range() -> tuple[float, float]:
 
 
 def _digits_source(count: Optional[int]) -> ImageSource:
-    from .explain import DigitsConfig, _digits
+    from .digits import digits_split, load_digits
 
-    cfg = DigitsConfig()
-    images, labels = _digits()
-    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
-    held_out = perm[int(cfg.train_fraction * len(labels)):].tolist()
-    keys = [f"digit-{i}" for i in held_out][: count or None]
+    images, labels = load_digits()
+    keys = [f"digit-{int(i)}" for i in digits_split()[4]][: count or None]
 
     def load(key: str):
         i = int(key.split("-")[1])
@@ -205,7 +202,7 @@ def torchvision_model(arch: str, weights: Optional[str] = None) -> tuple[nn.Modu
 
 def load_model(name: str, *, weights: Optional[str] = None, device: torch.device | str = "cpu") -> LoadedModel:
     """``digits-cnn`` (trained and cached on first use) or a torchvision architecture (+ checkpoint)."""
-    from .explain import train_digits
+    from .digits import train_digits
 
     if name == "digits-cnn":
         if weights is not None:
@@ -238,15 +235,10 @@ def labeled_split(name: str, *, size: int = 224) -> LabeledSplit:
     """``digits`` (the digits CNN's own 80/20 split) or a directory holding ``train/`` and ``val/``
     (or ``test/``) ImageFolders (e.g. CIFAR-100 exported as PNGs), loaded into memory."""
     if name == "digits":
-        from .explain import DigitsConfig, _digits
+        from .digits import digits_split
 
-        cfg = DigitsConfig()
-        images, labels = _digits()
-        perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
-        n_train = int(cfg.train_fraction * len(labels))
-        x = torch.from_numpy(images).float().unsqueeze(1)[perm]
-        y = torch.from_numpy(labels)[perm]
-        return LabeledSplit(x[:n_train], y[:n_train], x[n_train:], y[n_train:], 10)
+        x_train, y_train, x_test, y_test, _ = digits_split()
+        return LabeledSplit(x_train, y_train, x_test, y_test, 10)
     root = Path(name)
     test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or test_dir is None:
@@ -260,7 +252,7 @@ def labeled_split(name: str, *, size: int = 224) -> LabeledSplit:
 def fresh_model(name: str, classes: int) -> nn.Module:
     """An untrained ``digits-cnn`` or torchvision architecture with `classes` outputs (for retraining)."""
     if name == "digits-cnn":
-        from .explain import digits_cnn
+        from .digits import digits_cnn
 
         if classes != 10:
             raise InputError(f"digits-cnn has 10 classes, the data set {classes}")

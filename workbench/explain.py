@@ -24,18 +24,16 @@ smaller than 28 px a plain ``igos`` (no options) runs as ``igos[resolution='full
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from .data import IMAGENET_MEAN, IMAGENET_STD, torchvision_model
+from .digits import DigitsConfig, cache_dir, digits_cnn, load_digits, train_digits  # noqa: F401  (re-exported)
 from .errors import InputError, ModelError
 
 #: methods whose map is an optimized deletion mask: their figure comes with deletion/insertion curves
@@ -43,89 +41,6 @@ MASK_METHODS = ("igos",)
 #: I-GOS on images smaller than its reference mask resolution (28): full-resolution mask, lighter TV
 SMALL_IMAGE_IGOS = "igos[resolution='full',tv=0.5]"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-# -- the default model: a small CNN on scikit-learn's digits -------------------------------------
-@dataclass(frozen=True)
-class DigitsConfig:
-    """Everything that determines the trained weights; its hash names the cache file."""
-
-    channels: tuple = (16, 32)
-    epochs: int = 12
-    batch_size: int = 64
-    lr: float = 3e-3
-    seed: int = 0
-    train_fraction: float = 0.8
-
-    def key(self) -> str:
-        text = json.dumps({**asdict(self), "arch": digits_cnn_description()}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def digits_cnn_description() -> str:
-    return "conv3(c0)-bn-relu-conv3(c1)-bn-relu-maxpool2-flatten-linear(10) on 1x8x8 grey in [0, 1]"
-
-
-def digits_cnn(cfg: DigitsConfig = DigitsConfig()) -> nn.Sequential:
-    c0, c1 = cfg.channels
-    return nn.Sequential(
-        nn.Conv2d(1, c0, 3, padding=1), nn.BatchNorm2d(c0), nn.ReLU(),
-        nn.Conv2d(c0, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(c1 * 16, 10),
-    )
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench"))
-
-
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
-
-
-def train_digits(cfg: DigitsConfig = DigitsConfig(), *, verbose: bool = False) -> tuple[nn.Module, dict]:
-    """Train the digits CNN (or load it from the cache); returns (model in eval mode, info)."""
-    path = cache_dir() / f"digits-cnn-{cfg.key()}.pt"
-    model = digits_cnn(cfg)
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["state"])
-        return model.eval(), {**saved["info"], "cached": str(path)}
-    images, labels = _digits()
-    g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = digits_cnn(cfg)
-    perm = torch.randperm(len(labels), generator=g)
-    n_train = int(cfg.train_fraction * len(labels))
-    x = torch.from_numpy(images).unsqueeze(1)[perm]
-    y = torch.from_numpy(labels)[perm]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = time.monotonic()
-    model.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n_train, generator=g)
-        for i in range(0, n_train, cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(x[n_train:]).argmax(1) == y[n_train:]).float().mean())
-    info = {"test_accuracy": acc, "train_seconds": time.monotonic() - start, "config": asdict(cfg)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state": model.state_dict(), "info": info}, tmp)
-    tmp.replace(path)
-    if verbose:
-        print(f"trained digits CNN: test accuracy {acc:.3f} in {info['train_seconds']:.1f}s -> {path}")
-    return model, {**info, "cached": str(path)}
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -144,7 +59,7 @@ def load_image(image: Union[str, Path, np.ndarray]) -> np.ndarray:
                 raise InputError(f"scikit-image has no sample image {name!r} (try astronaut, camera, coffee, chelsea)")
             arr = fn()
         elif text.startswith("digits:"):
-            images, _ = _digits()
+            images, _ = load_digits()
             k = int(text.split(":", 1)[1])
             if not 0 <= k < len(images):
                 raise InputError(f"digits has {len(images)} images; {k} is out of range")
@@ -173,29 +88,6 @@ def _resize(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
         arr = np.stack([arr] * 3, 2)
     shape = (size, size) + ((3,) if channels == 3 else ())
     return resize(arr, shape, anti_aliasing=True)
-
-
-def _torchvision(arch: str, weights: Optional[str]) -> tuple[nn.Module, bool]:
-    import torchvision
-
-    try:
-        model = torchvision.models.get_model(arch, weights=None)
-    except ValueError:
-        raise InputError(f"unknown torchvision architecture {arch!r}") from None
-    if weights is None:
-        return model.eval(), True
-    p = Path(weights)
-    if not p.exists():
-        raise InputError(f"weights file {weights!r} does not exist")
-    obj = torch.load(p, map_location="cpu", weights_only=False)
-    if isinstance(obj, nn.Module):
-        return obj.eval(), False
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelError(f"{weights} does not fit {arch}: {str(e)[:300]}") from None
-    return model.eval(), False
 
 
 # -- the figure --------------------------------------------------------------------------------
@@ -264,7 +156,7 @@ def explain_figures(
         shown = pic
         label = f"digits CNN (test accuracy {info['test_accuracy']:.2f})"
     elif isinstance(model, str):
-        net, random_weights = _torchvision(model, weights)
+        net, random_weights = torchvision_model(model, weights)
         pic = _resize(arr, size, 3)
         mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
         x = torch.tensor(((pic - mean) / std).transpose(2, 0, 1), dtype=torch.float32).unsqueeze(0)

@@ -38,7 +38,6 @@ Layers that break the decomposition:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 

@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from .. import strategies as wst
 from ..exact_path import _ELEMENTWISE_KINKS, _MAX_POOLS, _RegionTracker, _tuple
-from ..nets import spec as S
 from .base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
 
 #: kinks closer than this (in s) to x are kinks x sits on, not kinks ahead of it

@@ -12,7 +12,6 @@ import importlib
 import inspect
 from typing import Any, Callable, ClassVar, Mapping, Optional
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelError

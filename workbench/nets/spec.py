@@ -9,7 +9,7 @@ Shapes are inferred: a Linear after a conv stack needs a Flatten before it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
