@@ -1,42 +1,82 @@
-"""Input alignment and randomization sanity checks for modified-backprop maps.
+"""Input alignment of modified-backprop signals (Zheng, Sang & Xu, arXiv 2503.11160, 2025).
 
-Measures
-- ``cosine(a, x)``: per-sample cosine similarity between an attribution and the input
-  (signed; ``absolute=True`` compares |a| with |x|, which hides the effect -- REFERENCES.md).
-- ``layerwise_cosine``: for every module a composite hooks, the cosine between the backward
-  signal leaving it (toward the input) and that layer's activation: the module's output for
-  activations (ReLU: a = relu(z)), its input for affine layers. *Reconstructed* reading of Zheng,
-  Sang & Xu (arXiv 2503.11160): "alignment between the backward signal and the activations,
-  layer by layer"; check the paper before relying on the exact definition.
+What the paper states (abstract and summaries; its body was not available to us): GBP, RectGrad,
+LRP and DTD all discard negative backward signal (the *negative filtering rule*, NFR) and so
+"combine the weights of activated neurons" into a map aligned with the input; two theorems --
+alignment under isotropic random weights, and its cascade through layers with orthogonal,
+equal-norm weights. Everything below that goes further is our *reconstruction*, derived here
+and tested in ``tests/properties/test_alignment_theory.py``:
 
-Studies
-- ``alignment_study``: many networks with isotropic random weights (``isotropic_network``:
-  i.i.d. Gaussian weights scaled by 1/sqrt(fan-in), zero biases), one input; per network the
-  cosine of each method's map with the input; medians, and for each method against the gradient
-  a one-sided Wilcoxon signed-rank test and a sign test (paired by network).
-- ``cascading_randomization`` / ``independent_randomization`` (Adebayo et al. 2018): re-draw
-  the weights of layers top-down cumulatively / one at a time and compare each map with the
-  original by Spearman rank correlation of |map| and of the signed map (and SSIM of |map| for
-  images when scikit-image is present).
+**The signal.** Through a bias-free linear layer z = W a, every method here sends back
+s = W^T c, where c is its coefficient vector at the layer's output: the backward signal itself
+for gradient-type methods, c_j = R_j / z_j for relevance (LRP/DTD). Under NFR, c >= 0 and c is
+supported on activated units, so s is a non-negative combination of activated units' weight
+vectors. The quantity that is aligned with the input is therefore the *signal* s at the input
+(``input_signal``), not necessarily the published map: RectGrad's map is s * x and LRP's
+relevance is x * s (first layer LRP-0) or a box-corrected form (zB). For such maps the signed
+cosine with x is not an alignment measure -- even a perfectly aligned s = x gives
+cos(x * x, x) = sum x^3 / (|x^2| |x|), a skewness statistic of the input (``map_measure_bias``).
+This is why the previous "map" measurement found RectGrad / LRP z+ no more aligned than the
+gradient while their signals are (the study table quotes both measures).
+
+**Theorem 1, isotropic weights (reconstructed).** Rows w_j ~ N(0, sigma^2 I_d), no bias. Given
+unit j active (w_j . x > 0), w_j = A_j x^ + P_j with A_j half-normal (mean sigma sqrt(2/pi),
+variance sigma^2 (1 - 2/pi)) and P_j isotropic in the d - 1 directions orthogonal to x. For
+coefficients c that depend on the rows only through the activation pattern (one hidden layer:
+c_j = v_j 1[active] for the gradient, v_j^+ 1[active] for GBP, v the output weights),
+s = W^T c = A x^ + P with E A = sigma sqrt(2/pi) S1, E A^2 = sigma^2 ((2/pi) S1^2 + (1 - 2/pi) S2)
+and E|P|^2 = sigma^2 (d - 1) S2 (S1 = sum c_j, S2 = sum c_j^2); so
+
+    cos(s, x) ~ sqrt(2/pi) S1 / sqrt((2/pi) S1^2 + (d - 2/pi) S2)      (``isotropic_prediction``)
+
+With c >= 0 (NFR), S1^2 / S2 = k_eff is the effective number of combined units and the cosine
+grows to 1 as k_eff / d grows; with signed c (gradient) S1 ~ sqrt(S2) and the cosine is
+O(1 / sqrt(d)). RectGrad's percentile threshold keeps few units (small k_eff): weaker alignment.
+
+**Theorem 2, orthogonal equal-norm weights (reconstructed).** If W W^T = g^2 I (rows orthogonal,
+all of norm g), no bias, and c is supported on active units (z_j > 0), then <W^T c, a> = <c, z> =
+<c, relu(z)> and |W^T c| = g |c|, hence exactly
+
+    cos(W^T c, a) = cos(c, relu(z)) * |relu(z)| / (g |a|)                (``LayerAlignment``)
+
+For square layers |z| = g |a|, so the factor is |relu(z)| / |z| (about 0.7): the alignment at a
+layer's input is its alignment at the ReLU output times that factor. NFR makes c >= 0, so
+cos(c, relu(z)) > 0 at every layer (two non-negative vectors) -- alignment cascades down to the
+input; the gradient's signed c has cos(c, relu(z)) ~ 0 at every layer. DeconvNet filters
+negative signal but ignores the forward mask (c not supported on active units): the identity
+does not hold for it. (Convolutions with orthonormal flattened filters are not orthogonal
+operators: for CNNs the cascade is a statistical statement.)
+
+Measures: ``cosine``, ``input_signal``, ``layerwise_alignment``. Networks: ``isotropic_network``,
+``orthogonal_network``. Studies with paired statistics: ``alignment_study``,
+``layerwise_study``. Randomization sanity checks live in ``workbench.sanity``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import InputError
 from .methods.base import Method
+from .modelguard import preserved
 from .nets import spec as S
+from .validation import Target, check_input, check_model, resolve_target
+
+# -- measures ----------------------------------------------------------------------------------
 
 
 def cosine(a: Tensor, x: Tensor, *, absolute: bool = False) -> Tensor:
-    """Per-sample cosine similarity of flattened a and x, shape (N,); 0 where either is 0."""
-    a2, x2 = a.detach().reshape(a.shape[0], -1), x.detach().reshape(x.shape[0], -1)
+    """Per-sample cosine similarity of flattened a and x, shape (N,); 0 where either is 0.
+
+    ``absolute=True`` compares |a| with |x|, which hides the effect (REFERENCES.md).
+    """
+    a2, x2 = a.detach().reshape(a.shape[0], -1), x.detach().reshape(x.shape[0], -1).to(a.dtype)
     if absolute:
         a2, x2 = a2.abs(), x2.abs()
     den = a2.norm(dim=1) * x2.norm(dim=1)
@@ -44,175 +84,351 @@ def cosine(a: Tensor, x: Tensor, *, absolute: bool = False) -> Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
 
 
-def layerwise_cosine(composite, model: nn.Module, x: Tensor, target: int, *, seed: str = "gradient") -> list[tuple[str, float]]:
-    """(module name, cosine(backward signal at its input, its activation)) for every hooked call,
-    output layer first. The activation is the module's output for elementwise modules and its
-    input for the others."""
-    from .methods.modified_backprop import backward_through
-    from .rules.composites import ACTIVATIONS
+def map_measure_bias(x: Tensor) -> Tensor:
+    """cos(x * x, x) per sample: what the signed map cosine reports for a perfectly aligned signal
+    s = x when the map is s * x (RectGrad, input x gradient, LRP) -- a skewness statistic of x."""
+    return cosine(x * x, x)
 
-    t = torch.full((x.shape[0],), int(target), dtype=torch.long)
-    _, trace = backward_through(composite, model, x, t, seed=seed, trace=True)
-    out = []
-    for e in trace:
-        act = e.y if isinstance(e.module, ACTIVATIONS) else e.x
-        out.append((e.name, float(cosine(e.grad_in, act).mean())))
+
+def _engine_method(method: Method):
+    """(signal composite, seed) of a method the rule engine computes; the plain gradient too."""
+    from .methods.modified_backprop import RuleMethod
+    from .rules import rules as R
+    from .rules.composites import elementwise
+
+    if isinstance(method, RuleMethod):
+        return method.signal_composite(), method.seed
+    if method.name == "gradient":
+        return elementwise(R.Gradient(), "gradient"), "gradient"
+    raise InputError(f"{method.label} is not computed by the rule engine; input alignment needs gradient, guided-backprop, deconvnet, rectgrad or lrp")
+
+
+def input_signal(method: Method, model: nn.Module, x: Tensor, *, target: Target) -> Tensor:
+    """The gradient-like signal s at the input (see the module docstring): the map itself for the
+    gradient, GBP and DeconvNet; RectGrad's map before the multiplication by x; for LRP the first
+    layer's weights combined with the coefficients R_j / z_j its rules deliver."""
+    from .methods.modified_backprop import RuleMethod
+
+    if isinstance(method, RuleMethod):
+        return method.signal(model, x, target=target)
+    _engine_method(method)  # raises for methods without a defined signal
+    return method.attribute(model, x, target=target)
+
+
+AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class LayerAlignment:
+    """Alignment at one linear layer (per sample arrays, shape (N,)).
+
+    input_cosine:  cos(s, a), s = W^T c the signal sent to the layer's input, a that input
+    output_cosine: cos(c, relu(z)), c the coefficients at the layer's output, z its output
+    input_norm / output_norm: |a| and |relu(z)|; signal_norm / coefficient_norm: |s| and |c|
+    inner: <s, a>;  support: whether c vanishes wherever z <= 0 (Theorem 2's hypothesis)
+    prediction: Theorem 1's predicted input cosine from c and the layer's input dimension, for
+    Linear layers (isotropic weights); NaN for convolutions (shared weights: not isotropic rows)
+    """
+
+    name: str
+    input_cosine: np.ndarray
+    output_cosine: np.ndarray
+    input_norm: np.ndarray
+    output_norm: np.ndarray
+    signal_norm: np.ndarray
+    coefficient_norm: np.ndarray
+    inner: np.ndarray
+    support: np.ndarray
+    prediction: np.ndarray
+
+
+def layerwise_alignment(method: Method, model: nn.Module, x: Tensor, *, target: Target) -> list[LayerAlignment]:
+    """For every Linear/Conv call in the backward (output layer first): the method's coefficients
+    c at the layer's output (the signal, or R / z for relevance methods) and the signal W^T c at its
+    input, each compared with the activation there. Layers the method leaves unmodified are traced
+    with their plain gradient; the model is left untouched."""
+    from .methods.modified_backprop import backward_through
+    from .rules import rules as R
+    from .rules.engine import Composite
+
+    check_model(model)
+    check_input(x, model)
+    t = resolve_target(target, x.shape[0], outputs=2**62)
+    comp, seed = _engine_method(method)
+    traced = Composite(list(comp.mapping) + [(AFFINE, R.LocalGradient())], first=comp.first, canonizers=comp.canonizers, name=comp.name)
+    with preserved(model, freeze_parameters=True):
+        _, trace = backward_through(traced, model, x.detach(), t, seed=seed, trace=True)
+        out = []
+        for e in trace:
+            if not isinstance(e.module, AFFINE):
+                continue
+            c = e.grad_out if seed == "gradient" else R.safe_divide(e.grad_out, e.y, 0.0)
+            with torch.enable_grad():
+                s = R.module_vjp(e.module, e.x, c)
+            h = e.y.clamp(min=0)
+            n = x.shape[0]
+            flat = lambda v: v.reshape(n, -1)
+            out.append(
+                LayerAlignment(
+                    e.name,
+                    cosine(s, e.x).numpy(),
+                    cosine(c, h).numpy(),
+                    flat(e.x).norm(dim=1).numpy(),
+                    flat(h).norm(dim=1).numpy(),
+                    flat(s).norm(dim=1).numpy(),
+                    flat(c).norm(dim=1).numpy(),
+                    (flat(s) * flat(e.x)).sum(1).numpy(),
+                    (flat(c) * (flat(e.y) <= 0)).abs().amax(dim=1).eq(0).numpy(),
+                    isotropic_prediction(c, flat(e.x).shape[1]).numpy() if isinstance(e.module, nn.Linear) else np.full(n, np.nan),
+                )
+            )
     return out
 
 
-def isotropic_network(spec: S.NetSpec, seed: int, *, dtype: torch.dtype = torch.float64, bias: bool = False, orthogonal: bool = False) -> S.SpecNet:
-    """A network of `spec` with i.i.d. Gaussian weights / sqrt(fan-in) (or, with ``orthogonal``,
-    orthogonal rows of equal norm); biases zero unless ``bias``; BatchNorm left as identity."""
+def isotropic_prediction(c: Tensor, d: int) -> Tensor:
+    """Theorem 1 (reconstructed): the predicted cos(W^T c, x) for isotropic Gaussian rows, per row
+    of c (N, units): sqrt(2/pi) S1 / sqrt((2/pi) S1^2 + (d - 2/pi) S2), S1 = sum c, S2 = sum c^2."""
+    c = c.reshape(c.shape[0], -1)
+    s1, s2 = c.sum(1), (c * c).sum(1)
+    k = 2.0 / math.pi
+    den = torch.sqrt(k * s1 * s1 + (d - k) * s2)
+    return torch.where(den > 0, math.sqrt(k) * s1 / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+
+
+# -- networks ------------------------------------------------------------------------------------
+
+
+def orthogonal_weight(shape: Sequence[int], generator: torch.Generator, *, gain: float = 1.0, dtype: torch.dtype = torch.float64) -> Tensor:
+    """A weight of `shape` (out, *fan_in_dims) whose flattened rows are orthogonal with equal norm
+    `gain`: W W^T = gain^2 I (Haar-random, sign-corrected QR). An expanding layer (out > fan_in)
+    cannot have orthogonal rows: it gets orthogonal columns, W^T W = gain^2 (out / fan_in) I, so the
+    mean squared row norm is still gain^2."""
+    out, fan_in = int(shape[0]), int(math.prod(shape[1:]))
+    m = torch.randn(max(out, fan_in), min(out, fan_in), generator=generator, dtype=dtype)
+    qn, rn = np.linalg.qr(m.numpy())  # numpy: torch's multi-threaded CPU QR is slow on small matrices here
+    q = torch.from_numpy(qn * np.sign(np.diagonal(rn))[None, :]).to(dtype)  # sign fix: Haar measure
+    if out <= fan_in:
+        w = gain * q.T  # (out, fan_in), orthonormal rows times gain
+    else:
+        w = gain * math.sqrt(out / fan_in) * q  # (out, fan_in), orthogonal columns
+    return w.reshape(tuple(shape))
+
+
+def orthogonality_defect(weight: Tensor, gain: float = 1.0) -> float:
+    """max |W W^T / gain^2 - I| (rows) or max |W^T W / (gain^2 out / fan_in) - I| (expanding)."""
+    w = weight.detach().reshape(weight.shape[0], -1).double()
+    out, fan_in = w.shape
+    if out <= fan_in:
+        gram, scale = w @ w.T, gain**2
+    else:
+        gram, scale = w.T @ w, gain**2 * out / fan_in
+    return float((gram / scale - torch.eye(gram.shape[0], dtype=gram.dtype)).abs().max())
+
+
+def random_weights(model: nn.Module, seed: int, *, orthogonal: bool = False, gain: float = 1.0, bias: float = 0.0) -> nn.Module:
+    """A copy of `model` (any architecture: a fixture net, a torchvision VGG or ResNet) with random
+    weights: isotropic N(0, gain^2 / fan_in) or orthogonal equal-norm (``orthogonal_weight``) in every
+    Linear/Conv, biases N(0, bias^2), BatchNorm reset to the identity (up to its eps); eval mode."""
+    import copy
+
+    net = copy.deepcopy(model)
+    _fill(net, torch.Generator().manual_seed(seed), orthogonal=orthogonal, gain=gain, bias=bias)
+    return net.eval()
+
+
+def _random_network(spec: S.NetSpec, seed: int, *, orthogonal: bool, gain: float, bias: float, dtype: torch.dtype) -> S.SpecNet:
     g = torch.Generator().manual_seed(seed)
     net = S.build(spec, dtype=dtype, generator=g)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if p.dim() > 1:
-                fan_in = math.prod(p.shape[1:])
-                w = torch.randn(p.shape, generator=g, dtype=dtype) / math.sqrt(fan_in)
-                if orthogonal:
-                    m = w.reshape(p.shape[0], -1)
-                    q, r = torch.linalg.qr(m.T if m.shape[0] <= m.shape[1] else m)
-                    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-                    w = (q.T if m.shape[0] <= m.shape[1] else q).reshape(p.shape) / math.sqrt(max(1, p.shape[0] if m.shape[0] > m.shape[1] else 1))
-                p.copy_(w)
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g, dtype=dtype) * 0.1 if bias else torch.zeros_like(p))
-            elif name.endswith("weight"):
-                p.fill_(1.0)
-        for name, b in net.named_buffers():
-            if name.endswith("running_mean"):
-                b.zero_()
-            elif name.endswith("running_var"):
-                b.fill_(1.0)
+    _fill(net, g, orthogonal=orthogonal, gain=gain, bias=bias)
     return net.eval()
+
+
+def _fill(net: nn.Module, g: torch.Generator, *, orthogonal: bool, gain: float, bias: float) -> None:
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, AFFINE):
+                fan_in = math.prod(m.weight.shape[1:])
+                dtype = m.weight.dtype
+                if orthogonal:
+                    w = orthogonal_weight(m.weight.shape, g, gain=gain, dtype=dtype)
+                else:
+                    w = torch.randn(m.weight.shape, generator=g, dtype=dtype) * (gain / math.sqrt(fan_in))
+                m.weight.copy_(w.to(m.weight.device))
+                if m.bias is not None:
+                    m.bias.copy_((torch.randn(m.bias.shape, generator=g, dtype=dtype) * bias).to(m.bias.device))
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if m.weight is not None:
+                    m.weight.fill_(1.0)
+                    m.bias.zero_()
+                if m.running_mean is not None:
+                    m.running_mean.zero_()
+                    m.running_var.fill_(1.0)
+
+
+def isotropic_network(spec: S.NetSpec, seed: int, *, dtype: torch.dtype = torch.float64, gain: float = 1.0, bias: float = 0.0) -> S.SpecNet:
+    """A network of `spec` with i.i.d. N(0, gain^2 / fan_in) weights (rows of norm ~ gain), biases
+    N(0, bias^2) (zero by default), BatchNorm as the identity (up to its eps)."""
+    return _random_network(spec, seed, orthogonal=False, gain=gain, bias=bias, dtype=dtype)
+
+
+def orthogonal_network(spec: S.NetSpec, seed: int, *, dtype: torch.dtype = torch.float64, gain: float = 1.0, bias: float = 0.0) -> S.SpecNet:
+    """A network of `spec` with orthogonal equal-norm weights (``orthogonal_weight``), biases
+    N(0, bias^2) (zero by default), BatchNorm as the identity (up to its eps)."""
+    return _random_network(spec, seed, orthogonal=True, gain=gain, bias=bias, dtype=dtype)
+
+
+# -- studies ----------------------------------------------------------------------------------
+
+
+def paired_tests(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """One-sided p-values that `values` exceed `reference` (paired): Wilcoxon signed-rank, sign test."""
+    from scipy import stats
+
+    d = np.asarray(values) - np.asarray(reference)
+    if not np.any(d != 0):
+        return 1.0, 1.0
+    wil = float(stats.wilcoxon(values, reference, alternative="greater").pvalue)
+    wins, n = int((d > 0).sum()), int((d != 0).sum())
+    return wil, float(stats.binomtest(wins, n, 0.5, alternative="greater").pvalue)
 
 
 @dataclass(frozen=True)
 class AlignmentResult:
-    """Per-method cosine samples (one per network), medians, and tests against the reference."""
+    """Per-method cosine samples (one per network), medians, one-sided paired tests vs the reference."""
 
     cosines: dict  # method label -> np.ndarray
     medians: dict
-    wilcoxon_p: dict  # method -> one-sided p (method > reference)
+    wilcoxon_p: dict  # method label -> one-sided p (method > reference)
     sign_p: dict
     reference: str
+    measure: str
+
+    @property
+    def n(self) -> int:
+        return len(next(iter(self.cosines.values())))
 
     def table(self) -> str:
-        rows = [f"{'method':28s} {'median cos':>10s} {'wilcoxon p':>11s} {'sign p':>9s}"]
-        for k in self.cosines:
+        from .check import format_table
+
+        rows = [("method", f"median cos ({self.measure})", "IQR", f"wilcoxon p (> {self.reference})", "sign p", "n")]
+        for k, v in self.cosines.items():
+            q1, q3 = np.percentile(v, [25, 75])
             wp, sp = self.wilcoxon_p.get(k), self.sign_p.get(k)
-            rows.append(f"{k:28s} {self.medians[k]:10.3f} {'' if wp is None else f'{wp:11.2e}'} {'' if sp is None else f'{sp:9.2e}'}")
-        return "\n".join(rows)
+            rows.append((k, f"{self.medians[k]:.3f}", f"{q1:.3f}..{q3:.3f}", "" if wp is None else f"{wp:.2e}", "" if sp is None else f"{sp:.2e}", str(len(v))))
+        return format_table(rows)
+
+
+def _targets(net: nn.Module, x: Tensor, target: Optional[int]) -> Tensor:
+    if target is not None:
+        return torch.full((x.shape[0],), int(target), dtype=torch.long)
+    with torch.no_grad():
+        return net(x).argmax(1)
 
 
 def alignment_study(
     methods: Sequence[Method],
     make_network: Callable[[int], nn.Module],
-    x: Tensor,
+    x: Union[Tensor, Callable[[int], Tensor]],
     *,
     networks: int = 20,
     target: Optional[int] = None,
     reference: str = "gradient",
+    measure: str = "signal",
     absolute: bool = False,
 ) -> AlignmentResult:
-    """Cosine(map, input) of each method over `networks` random networks; paired tests vs `reference`.
+    """cos(signal or map, input) of each method over `networks` networks (``make_network(i)``), with
+    one-sided paired Wilcoxon and sign tests of each method against `reference` (a method label).
 
-    The target is each network's top class at x unless given.
+    ``measure``: "signal" (``input_signal``: what the theory is about) or "map" (the attribution as
+    published). `x` is one input or a function of the network index; the target is each network's
+    top class unless given.
     """
-    from scipy import stats
-
+    if measure not in ("signal", "map"):
+        raise InputError(f"measure must be 'signal' or 'map', got {measure!r}")
+    if networks < 1:
+        raise InputError(f"networks must be positive, got {networks}")
     cos: dict = {m.label: [] for m in methods}
     for i in range(networks):
         net = make_network(i)
-        with torch.no_grad():
-            t = int(net(x).argmax(1)[0]) if target is None else target
+        xi = x(i) if callable(x) else x
+        t = _targets(net, xi, target)
         for m in methods:
-            a = m.attribute(net, x, target=t)
-            cos[m.label].append(float(cosine(a, x, absolute=absolute)[0]))
+            a = input_signal(m, net, xi, target=t) if measure == "signal" else m.attribute(net, xi, target=t)
+            cos[m.label].extend(cosine(a, xi, absolute=absolute).tolist())
     arrays = {k: np.asarray(v) for k, v in cos.items()}
     med = {k: float(np.median(v)) for k, v in arrays.items()}
     wil, sign = {}, {}
     if reference in arrays:
+        for k, v in arrays.items():
+            if k != reference:
+                wil[k], sign[k] = paired_tests(v, arrays[reference])
+    return AlignmentResult(arrays, med, wil, sign, reference, measure)
+
+
+@dataclass(frozen=True)
+class LayerwiseResult:
+    """Per method, per layer (output layer first) input cosines over networks; per-layer tests."""
+
+    layers: list
+    cosines: dict  # method label -> np.ndarray (networks, layers)
+    wilcoxon_p: dict  # method label -> np.ndarray (layers,), one-sided vs reference
+    reference: str
+
+    def medians(self, label: str) -> np.ndarray:
+        return np.median(self.cosines[label], axis=0)
+
+    def table(self) -> str:
+        from .check import format_table
+
+        rows = [("method", *[f"{l} median" for l in self.layers], "max wilcoxon p")]
+        for k, v in self.cosines.items():
+            p = self.wilcoxon_p.get(k)
+            rows.append((k, *[f"{m:.3f}" for m in np.median(v, axis=0)], "" if p is None else f"{p.max():.1e}"))
+        return format_table(rows)
+
+
+def layerwise_study(
+    methods: Sequence[Method],
+    make_network: Callable[[int], nn.Module],
+    x: Union[Tensor, Callable[[int], Tensor]],
+    *,
+    networks: int = 20,
+    target: Optional[int] = None,
+    reference: str = "gradient",
+) -> LayerwiseResult:
+    """``layerwise_alignment`` input cosines of each method over many networks, with a one-sided
+    paired Wilcoxon test per layer of each method against `reference`."""
+    cos: dict = {m.label: [] for m in methods}
+    names: list = []
+    for i in range(networks):
+        net = make_network(i)
+        xi = x(i) if callable(x) else x
+        t = _targets(net, xi, target)
+        for m in methods:
+            layers = layerwise_alignment(m, net, xi, target=t)
+            names = [l.name for l in layers]
+            cos[m.label].append(np.stack([l.input_cosine for l in layers], axis=1))
+    arrays = {k: np.concatenate(v, axis=0) for k, v in cos.items()}
+    wil = {}
+    if reference in arrays:
         r = arrays[reference]
         for k, v in arrays.items():
-            if k == reference:
-                continue
-            d = v - r
-            wil[k] = float(stats.wilcoxon(v, r, alternative="greater").pvalue) if np.any(d != 0) else 1.0
-            wins, n = int((d > 0).sum()), int((d != 0).sum())
-            sign[k] = float(stats.binomtest(wins, n, 0.5, alternative="greater").pvalue) if n else 1.0
-    return AlignmentResult(arrays, med, wil, sign, reference)
+            if k != reference:
+                wil[k] = np.array([paired_tests(v[:, j], r[:, j])[0] for j in range(v.shape[1])])
+    return LayerwiseResult(names, arrays, wil, reference)
 
 
-# -- randomization sanity checks -------------------------------------------------------------
-def _layers_with_weights(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and not any(True for _ in m.children())]
+def natural_image(size: int = 32, *, name: str = "chelsea", dtype: torch.dtype = torch.float64) -> Tensor:
+    """A scikit-image sample photograph resized to size x size, standardized per channel, (1, 3, s, s)."""
+    import skimage.data
+    from skimage import transform
 
-
-def _redraw(module: nn.Module, g: torch.Generator) -> None:
-    with torch.no_grad():
-        w = module.weight
-        fan_in = math.prod(w.shape[1:])
-        w.copy_(torch.randn(w.shape, generator=g, dtype=w.dtype) / math.sqrt(fan_in))
-        if module.bias is not None:
-            module.bias.zero_()
-
-
-def similarity(a: Tensor, b: Tensor) -> dict:
-    """Spearman rank correlation of |a| vs |b| and of a vs b (flattened, first sample), and SSIM of
-    the channel-summed |maps| for images (scikit-image)."""
-    from scipy import stats
-
-    a0, b0 = a[0].detach().double(), b[0].detach().double()
-    out = {
-        "spearman_abs": float(stats.spearmanr(a0.abs().flatten().numpy(), b0.abs().flatten().numpy()).statistic),
-        "spearman": float(stats.spearmanr(a0.flatten().numpy(), b0.flatten().numpy()).statistic),
-    }
-    if a0.dim() == 3:
-        try:
-            from skimage.metrics import structural_similarity
-
-            ma, mb = a0.abs().sum(0).numpy(), b0.abs().sum(0).numpy()
-            ma, mb = ma / (ma.max() or 1.0), mb / (mb.max() or 1.0)
-            out["ssim"] = float(structural_similarity(ma, mb, data_range=1.0, win_size=min(7, (min(ma.shape) // 2) * 2 - 1)))
-        except ImportError:  # pragma: no cover
-            pass
-    return {k: (0.0 if v != v else v) for k, v in out.items()}
-
-
-def cascading_randomization(method: Method, model: nn.Module, x: Tensor, target: int, *, seed: int = 0) -> list[tuple[str, dict]]:
-    """Randomize layers from the top down, cumulatively, on a copy; similarity to the original map after each."""
-    import copy
-
-    base = method.attribute(model, x, target=target)
-    net = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    mods = dict(net.named_modules())
-    out = []
-    for name in reversed(_layers_with_weights(net)):
-        _redraw(mods[name], g)
-        out.append((name, similarity(base, method.attribute(net, x, target=target))))
-    return out
-
-
-def independent_randomization(method: Method, model: nn.Module, x: Tensor, target: int, *, seed: int = 0) -> list[tuple[str, dict]]:
-    """Randomize one layer at a time (others original); similarity to the original map for each."""
-    import copy
-
-    base = method.attribute(model, x, target=target)
-    out = []
-    for name in reversed(_layers_with_weights(model)):
-        net = copy.deepcopy(model)
-        _redraw(dict(net.named_modules())[name], torch.Generator().manual_seed(seed))
-        out.append((name, similarity(base, method.attribute(net, x, target=target))))
-    return out
-
-
-def natural_image(size: int = 32, *, dtype: torch.dtype = torch.float64) -> Tensor:
-    """scikit-image's 'chelsea' photograph, resized to size x size, standardized per channel, (1, 3, s, s)."""
-    from skimage import data, transform
-
-    im = transform.resize(data.chelsea(), (size, size), anti_aliasing=True)
+    loader = getattr(skimage.data, name, None)
+    if loader is None:
+        raise InputError(f"scikit-image has no sample image {name!r}")
+    im = np.asarray(loader(), dtype=np.float64)
+    if im.ndim == 2:
+        im = np.stack([im] * 3, 2)
+    im = transform.resize(im[..., :3], (size, size), anti_aliasing=True)
     t = torch.tensor(im, dtype=dtype).permute(2, 0, 1).unsqueeze(0)
-    return (t - t.mean(dim=(2, 3), keepdim=True)) / t.std(dim=(2, 3), keepdim=True)
+    return (t - t.mean(dim=(2, 3), keepdim=True)) / t.std(dim=(2, 3), keepdim=True).clamp(min=1e-12)

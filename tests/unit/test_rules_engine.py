@@ -26,6 +26,15 @@ CNN = S.NetSpec(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small float64 networks: one thread avoids the thread-pool overhead on two shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _net(spec=CNN, seed=1):
     return S.build(spec, generator=torch.Generator().manual_seed(seed))
 
@@ -111,6 +120,9 @@ def test_gbp_at_zero_is_a_named_parameter():
     x = torch.ones(1, 1, dtype=torch.float64)  # pre-activation exactly 0
     assert workbench.method("guided-backprop").attribute(net, x, target=0).item() == 0.0
     assert workbench.method("guided-backprop", at_zero=True).attribute(net, x, target=0).item() == 1.0
+    below = torch.full((1, 1), 0.5, dtype=torch.float64)  # pre-activation -0.5: blocked either way
+    assert workbench.method("guided-backprop", at_zero=True).attribute(net, below, target=0).item() == 0.0
+    assert backward_through(elementwise(R.Gradient(at_zero=True)), net, below, torch.tensor([0])).item() == 0.0
 
 
 def test_rectgrad_q0_keeps_positive_products_and_q100_blocks_everything():
@@ -128,21 +140,6 @@ def test_lrp_zero_equals_input_times_gradient_on_bias_free_relu_nets(seed):
     a = workbench.method("lrp", composite="zero").attribute(net, x, target=1)
     ixg = workbench.method("input-x-gradient").attribute(net, x, target=1)
     assert torch.allclose(a, ixg, atol=1e-10 * (1 + ixg.abs().max().item()))
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_zplus_equals_alpha1_beta0_on_non_negative_activations(seed):
-    net = _net(seed=seed)
-    x = torch.rand(3, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))  # x >= 0
-    zplus = composite("zplus")
-    ab = composite("alpha-beta", alpha=1.0, beta=0.0)
-    signed = composite("epsilon-plus")  # Zennit's z+ (signed inputs) on convs
-    t = torch.tensor([0, 1, 2])
-    a = backward_through(zplus, net, x, t, seed="relevance")
-    b = backward_through(ab, net, x, t, seed="relevance")
-    assert torch.allclose(a, b, atol=1e-12 * (1 + a.abs().max().item()))
-    # and the DTD preset: z+ everywhere (first layer too) is what dtd-zb does above the input layer
-    assert a.shape == backward_through(signed, net, x, t, seed="relevance").shape
 
 
 def test_layerwise_conservation_of_lrp_zero_on_a_bias_free_cnn():
@@ -210,11 +207,21 @@ def test_implementation_invariance_fails_for_lrp_on_a_known_pair():
 
 
 def test_implementation_invariance_search_finds_a_small_lrp_counterexample_and_none_for_gradient(tmp_path):
+    from hypothesis import settings
+
     bad = workbench.method("lrp", composite="zplus")
-    for seed in range(6):  # the search is random; a few seeds find one quickly
-        v = check_axiom(bad, "implementation-invariance", examples=40, seed=seed, family=Family("any"), save_dir=tmp_path, shrink_seconds=2)
-        if v.holds is False:
-            break
+    # check_axiom's seed only counts when the loaded profile does not derandomize (the ci profile
+    # does, and then ignores it): search under "dev"; a violation is rare among the drawn pairs, so
+    # try seeds until one is found (seed 3 here; shrinking reaches ~10 parameters in about 2 s)
+    profile = settings._current_profile
+    settings.load_profile("dev")
+    try:
+        for seed in range(12):
+            v = check_axiom(bad, "implementation-invariance", examples=60, seed=seed, family=Family("mlp"), save_dir=tmp_path, shrink_seconds=4)
+            if v.holds is False:
+                break
+    finally:
+        settings.load_profile(profile)
     assert v.holds is False and not v.claimed, v
     outcome, case, _ = replay(v.counterexample)
     assert outcome.violated
@@ -234,3 +241,116 @@ def test_conservation_axiom_both_ways(method, holds, tmp_path):
 def test_deeplift_completeness_through_the_checker(tmp_path):
     v = check_axiom(workbench.method("deeplift"), "completeness", examples=20, seed=0, save_dir=tmp_path)
     assert v.holds is True and v.claimed and v.cases > 0
+
+
+def test_zb_box_bounds_per_channel_and_inputs_outside_the_box():
+    spec = S.NetSpec((2, 4, 4), (S.Conv2d(3, 3, padding=1), S.ReLU(), S.Flatten(), S.Linear(2)))
+    net = _net(spec, seed=4)
+    x = torch.rand(2, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # in [0, 1]
+    low, high = R.box_bounds((0.5, 0.25), (0.5, 0.25))
+    assert low == (-1.0, -1.0) and high == (1.0, 3.0)
+    xn = (x - torch.tensor([0.5, 0.25], dtype=torch.float64).view(1, 2, 1, 1)) / torch.tensor([0.5, 0.25], dtype=torch.float64).view(1, 2, 1, 1)
+    per_channel = workbench.method("lrp", composite="dtd-zb", low=low, high=high).attribute(net, xn, target=0)
+    f = float(net(xn)[0, 0])
+    # per-channel bounds differ from one scalar box; DTD on a bias-free net conserves either way
+    scalar = workbench.method("lrp", composite="dtd-zb", low=-1.0, high=3.0).attribute(net, xn, target=0)
+    assert not torch.allclose(per_channel, scalar)
+    with pytest.raises(workbench.InputError, match="outside"):
+        workbench.method("lrp", composite="dtd-zb", low=-0.5, high=0.5).attribute(net, xn, target=0)
+    with pytest.raises(workbench.InputError, match="low < high"):
+        workbench.method("lrp", composite="epsilon-gamma-box", low=1.0, high=-1.0)
+    assert f == f  # the forward itself is untouched by the checks
+
+
+# -- torchvision models: in-place and reused ReLUs, BatchNorm folding, residual sums -------------
+TORCHVISION = ["resnet18", "resnet50", "vgg16"]
+
+
+def _torchvision(name, *, bias_free=False, bn_eps=None):
+    import torchvision
+
+    model = getattr(torchvision.models, name)(weights=None)
+    if not bias_free:
+        S.randomize(model, generator=torch.Generator().manual_seed(0))  # biases and BatchNorm statistics too
+    elif hasattr(model, "fc"):
+        torch.nn.init.zeros_(model.fc.bias)  # fresh convs have no bias, BN is (0, 1), VGG's linears 0
+    for m in model.modules():
+        if bn_eps is not None and isinstance(m, torch.nn.BatchNorm2d):
+            m.eps = bn_eps
+    return model.double().eval()
+
+
+def _x(seed=1):
+    return torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_gradient_rule_and_guided_backprop_match_autograd_and_captum(name):
+    from captum.attr import GuidedBackprop
+
+    model, x = _torchvision(name), _x()
+    before = _state(model)
+    t = model(x).argmax(1)
+    g = backward_through(elementwise(R.Gradient()), model, x, t)
+    assert torch.allclose(g, workbench.method("gradient").attribute(model, x, target=t), rtol=0, atol=1e-12 * float(g.abs().max()))
+    ours = workbench.method("guided-backprop").attribute(model, x, target=t)
+    peer = GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=t).detach()
+    assert torch.allclose(ours, peer, rtol=0, atol=1e-12 * float(peer.abs().max()))
+    _same(before, _state(model))
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_lrp_matches_zennit(name):
+    """EpsilonPlusFlat with Zennit's conventions. BatchNorm eps = 0: Zennit's canonizer keeps eps in
+    the BatchNorm it resets to the identity, so its canonized model is off by (1 + eps)^(-1/2) per
+    BatchNorm (see the benchmark); with eps = 0 both canonizers are exact."""
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    model, x = _torchvision(name, bn_eps=0.0), _x(2)
+    before = _state(model)
+    t = model(x).argmax(1)
+    ours = backward_through(composite("epsilon-plus-flat", stabilizer=1e-6, zplus_bias=True), model, x, t, seed="relevance")
+    _same(before, _state(model))
+    one_hot = torch.zeros(2, 1000, dtype=torch.float64)
+    one_hot[torch.arange(2), t] = 1.0
+    canonizer = ResNetCanonizer() if name.startswith("resnet") else VGGCanonizer()
+    with Gradient(model=model, composite=EpsilonPlusFlat(canonizers=[canonizer])) as attributor:
+        _, peer = attributor(x, lambda out: one_hot * out)
+    assert float((ours - peer).abs().max() / peer.abs().max()) < 1e-9
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_lrp_zero_conserves_and_is_input_times_gradient_without_biases(name):
+    model, x = _torchvision(name, bias_free=True), _x(3)
+    t = model(x).argmax(1)
+    f = model(x).gather(1, t.view(-1, 1)).squeeze(1).detach()
+    a = workbench.method("lrp", composite="zero").attribute(model, x, target=t)
+    ixg = workbench.method("input-x-gradient").attribute(model, x, target=t)
+    assert torch.allclose(a, ixg, rtol=0, atol=1e-10 * float(ixg.abs().max()))
+    assert torch.allclose(a.flatten(1).sum(1), f, rtol=1e-10)
+
+
+def test_torchvision_deeplift_sums_to_delta_with_biases_and_batchnorm():
+    model, x = _torchvision("resnet18"), _x(4)
+    x0 = 0.1 * _x(5)
+    a = workbench.method("deeplift").attribute(model, x, target=7, baseline=x0)
+    with torch.no_grad():
+        delta = model(x)[:, 7] - model(x0)[:, 7]
+    assert torch.allclose(a.flatten(1).sum(1), delta, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("method,axiom,holds", [
+    ("lrp[composite='zero']", "input-x-gradient-identity", True),
+    ("deeplift", "input-x-gradient-identity", True),
+    ("guided-backprop", "input-x-gradient-identity", False),
+    ("lrp[composite='zplus']", "alpha1-beta0-identity", True),
+    ("lrp[composite='zero']", "alpha1-beta0-identity", False),
+    ("lrp[composite='dtd-zb']", "alpha1-beta0-identity", False),  # zB at the input layer
+])
+def test_identity_axioms_both_ways(method, axiom, holds, tmp_path):
+    v = check_axiom(workbench.method(method), axiom, examples=15, seed=0, save_dir=tmp_path, shrink_seconds=3)
+    assert v.holds is holds and not v.claimed, v
+    if not holds:
+        assert replay(v.counterexample)[0].violated

@@ -21,9 +21,16 @@ epsilon rule -- Zennit's "Norm"), ACTIVATIONS (relevance passes). Max pooling ke
     flat / w-square      flat / w2    flat / w2     -             (conservation tests)
 
 Options (all composites accept all, unused ones are ignored): epsilon (1e-6), gamma (0.25),
-alpha (2), beta (1), low / high (zB box, default -3 / 3), stabilizer (0: exact division with
+alpha (2), beta (1), low / high (zB box: numbers, one per channel, or None -- the default --
+for [-B, B], B = max(3, max |x|) per sample), stabilizer (0: exact division with
 0/0 := 0; Zennit uses 1e-6), bias (whether LRP-0/epsilon/gamma denominators include the bias,
 default True), zplus_bias (z+ denominators include b+, default False; Zennit: True).
+
+Conventions that differ from Zennit 0.5 (measured on resnet18): alpha-beta here leaves biases out
+of both shares (Zennit puts b+ / b- in them); gamma is the classic w + gamma w+ of Montavon et al.
+2019 on every unit (Zennit's is the generalized gamma of Andeol et al. 2021, which treats units with
+z < 0 with the negative parts). EpsilonPlusFlat agrees with Zennit's to round-off
+(benchmarks/bench_modified_backprop.py, tests/unit/test_rules_engine.py).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 POOL_LINEAR = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Sum, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6, nn.Hardtanh)
 
-DEFAULTS = dict(epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=-3.0, high=3.0, stabilizer=0.0, bias=True, zplus_bias=False)
+DEFAULTS = dict(epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None, high=None, stabilizer=0.0, bias=True, zplus_bias=False)
 
 
 def _lrp(dense: R.Rule, conv: R.Rule, first: Any, o: dict, name: str) -> Composite:

@@ -9,7 +9,8 @@ Elementwise rules (at ReLU): ``ElementwiseRule.map(x, y, grad) -> grad``.
                         numpy.percentile) of a * g over each sample's units (Kim et al. 2019)
 - ``Pass``              g (activations under LRP: relevance passes unchanged)
 
-(ReLU rules read z > 0 off the output: a = relu(z) > 0 iff z > 0, so in-place ReLUs are fine.)
+(ReLU rules read the gate off the pre-activation z, the module's input, which the engine keeps
+intact for in-place ReLUs; reading it off the output would make ``at_zero=True`` pass every unit.)
 
 LRP rules (``LinearRule``, for any module linear in its input: Linear, Conv, AvgPool, the
 canonizer's Sum, an unfolded BatchNorm). A rule is a tuple of *groups*; a group has a
@@ -62,8 +63,10 @@ class ElementwiseRule(Rule):
         return self.map(x, y, grad)
 
 
-def _active(y: Tensor, at_zero: bool) -> Tensor:
-    return (y >= 0) if at_zero else (y > 0)
+def _active(z: Tensor, at_zero: bool) -> Tensor:
+    """The ReLU gate read off the pre-activation z (the module's input): z > 0, or z >= 0 with
+    ``at_zero``. (Not off the output: relu(z) >= 0 holds everywhere.)"""
+    return (z >= 0) if at_zero else (z > 0)
 
 
 @dataclass(frozen=True, repr=False)
@@ -81,7 +84,7 @@ class Gradient(ElementwiseRule):
     at_zero: bool = False
 
     def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
-        return grad * _active(y, self.at_zero).to(grad.dtype)
+        return grad * _active(x, self.at_zero).to(grad.dtype)
 
 
 @dataclass(frozen=True, repr=False)
@@ -91,7 +94,7 @@ class GuidedBackprop(ElementwiseRule):
     at_zero: bool = False
 
     def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
-        return grad.clamp(min=0) * _active(y, self.at_zero).to(grad.dtype)
+        return grad.clamp(min=0) * _active(x, self.at_zero).to(grad.dtype)
 
 
 @dataclass(frozen=True, repr=False)
@@ -130,6 +133,35 @@ class RectGrad(ElementwiseRule):
         return grad * ((y * grad) > tau).to(grad.dtype)
 
 
+# -- module-level rules ----------------------------------------------------------------------
+
+
+def module_vjp(module: nn.Module, x: Tensor, grad: Tensor) -> Tensor:
+    """J^T grad: the module's own vector-Jacobian product at input x (x is copied: in-place modules)."""
+    xi = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(module(xi.clone()), xi, grad)
+    return g
+
+
+@dataclass(frozen=True, repr=False)
+class LocalGradient(Rule):
+    """The module's plain gradient J^T g, as a rule: lets a composite trace a layer it leaves unmodified."""
+
+    def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
+        return module_vjp(module, x, grad)
+
+
+@dataclass(frozen=True, repr=False)
+class RelevanceSignal(Rule):
+    """s = J^T (R / z): the relevance R at a linear layer's output turned back into a gradient-like
+    signal (z the layer's output, 0/0 := 0). LRP-0's input relevance is x * s; on the first layer
+    this reads the signal an LRP composite delivers to the input -- the weights of the first layer's
+    units combined with the coefficients R_j / z_j (``workbench.alignment.input_signal``)."""
+
+    def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
+        return module_vjp(module, x, safe_divide(grad, y, 0.0))
+
+
 # -- LRP: named pieces -------------------------------------------------------------------
 
 InputModifier = Callable[[Tensor], Tensor]
@@ -152,14 +184,34 @@ def ones_input(x: Tensor) -> Tensor:
     return torch.ones_like(x)
 
 
+#: the default zB box is [-B, B] with B = max(DEFAULT_BOX, max |x|) per sample
+DEFAULT_BOX = 3.0
+
+
+def box_tensor(value: Any, x: Tensor, *, side: str = "low") -> Tensor:
+    """A box bound as a tensor of x's shape: a number, one number per channel (a sequence of
+    length C for x of shape (N, C, ...)), anything broadcastable to x, or None: the default box
+    [-B, B], B = max(3, max |x|) per sample -- [-3, 3] for standardized data, widened to hold any
+    sample that leaves it (``side`` says which bound)."""
+    if value is None:
+        b = x.detach().reshape(x.shape[0], -1).abs().amax(1).clamp(min=DEFAULT_BOX)
+        v = -b if side == "low" else b
+        return v.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
+    v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if v.dim() == 1 and x.dim() > 2 and v.numel() == x.shape[1]:
+        v = v.view(-1, *([1] * (x.dim() - 2)))
+    return v.expand_as(x)
+
+
 @dataclass(frozen=True)
 class ConstantInput:
-    """Input modifier returning a constant (zB's box bounds), broadcast to x's shape."""
+    """Input modifier returning a box bound (zB), broadcast to x's shape (``box_tensor``)."""
 
     value: Any
+    side: str = "low"
 
     def __call__(self, x: Tensor) -> Tensor:
-        return torch.as_tensor(self.value, dtype=x.dtype, device=x.device).expand_as(x)
+        return box_tensor(self.value, x, side=self.side)
 
 
 def identity_param(name: str, p: Tensor) -> Tensor:
@@ -340,10 +392,16 @@ class ZPlus(LinearRule):
 
 @dataclass(frozen=True)
 class ZBox(LinearRule):
-    """zB for a box low <= x <= high (Montavon et al. 2017): (x W - low W+ - high W-) normalized."""
+    """zB for a box low <= x <= high (Montavon et al. 2017): (x W - low W+ - high W-) normalized.
 
-    low: Any = -3.0
-    high: Any = 3.0
+    ``low`` / ``high``: numbers, one number per channel (e.g. the ImageNet-normalized pixel range,
+    ``box_bounds``), tensors broadcastable to the input, or None (the default): [-B, B] with
+    B = max(3, max |x|) per sample -- [-3, 3] for standardized data, widened for a sample that
+    leaves it. Pass the data's valid range for a box that never depends on the sample.
+    """
+
+    low: Any = None
+    high: Any = None
     stabilizer: float = 0.0
 
     def groups(self) -> Sequence[Group]:
@@ -351,11 +409,20 @@ class ZBox(LinearRule):
             Group(
                 (
                     Term(identity_input, identity_param, 1.0, bias=False),
-                    Term(ConstantInput(self.low), positive_param, -1.0, bias=False),
-                    Term(ConstantInput(self.high), negative_param, -1.0, bias=False),
+                    Term(ConstantInput(self.low, "low"), positive_param, -1.0, bias=False),
+                    Term(ConstantInput(self.high, "high"), negative_param, -1.0, bias=False),
                 )
             ),
         )
+
+
+def box_bounds(mean: Sequence[float], std: Sequence[float], *, low: float = 0.0, high: float = 1.0) -> tuple[tuple, tuple]:
+    """Per-channel zB bounds of normalized images: ((low - mean) / std, (high - mean) / std)."""
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        from ..errors import InputError
+
+        raise InputError(f"box_bounds needs one positive std per mean, got mean={mean}, std={std}")
+    return tuple((low - m) / s for m, s in zip(mean, std)), tuple((high - m) / s for m, s in zip(mean, std))
 
 
 @dataclass(frozen=True)
