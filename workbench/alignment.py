@@ -164,7 +164,7 @@ def layerwise_alignment(method: Method, model: nn.Module, x: Tensor, *, target: 
                 continue
             c = e.grad_out if seed == "gradient" else R.safe_divide(e.grad_out, e.y, 0.0)
             with torch.enable_grad():
-                s = R.module_vjp(e.module, e.x, c)
+                s = R.module_vjp(e.module, e.x, c, e.params)  # the parameters of the call (BatchNorm folded)
             h = e.y.clamp(min=0)
             n = x.shape[0]
             flat = lambda v: v.reshape(n, -1)

@@ -16,6 +16,11 @@ CNN = S.NetSpec((2, 6, 6), (S.Conv2d(3, 3, padding=1), S.BatchNorm(), S.ReLU(inp
 
 def _case(seed=0):
     net = A.isotropic_network(CNN, seed, bias=0.1)
+    with torch.no_grad():  # a BatchNorm that matters: LRP folds it into the conv, the gradient does not
+        g = torch.Generator().manual_seed(seed)
+        net[1].weight.copy_(0.5 + torch.rand(3, generator=g, dtype=torch.float64))
+        net[1].running_var.copy_(0.5 + torch.rand(3, generator=g, dtype=torch.float64))
+        net[1].running_mean.copy_(0.3 * torch.randn(3, generator=g, dtype=torch.float64))
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     return net, x, net(x).argmax(1)
 

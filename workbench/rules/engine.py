@@ -106,13 +106,16 @@ class _RuleFunction(torch.autograd.Function):
         if gx.shape != x.shape:
             raise ModelError(f"rule {b.rule!r} on {b.name or type(b.module).__name__} returned shape {tuple(gx.shape)} for input {tuple(x.shape)}")
         if b.trace is not None:
-            b.trace.append(TraceEntry(b.name, b.module, x.detach(), y.detach(), grad.detach(), gx.detach()))
+            params = {n: p.detach() for n, p in b.module.named_parameters(recurse=False)}
+            b.trace.append(TraceEntry(b.name, b.module, x.detach(), y.detach(), grad.detach(), gx.detach(), params))
         return gx, None, None
 
 
 @dataclass(frozen=True)
 class TraceEntry:
-    """One module call seen in the backward: input, output, signal at output and at input."""
+    """One module call seen in the backward: input, output, signal at output and at input, and the
+    module's parameters as the call saw them (canonizers -- BatchNorm folding -- are undone when the
+    context exits; ``params`` keeps the folded ones)."""
 
     name: str
     module: nn.Module
@@ -120,6 +123,7 @@ class TraceEntry:
     y: Tensor
     grad_out: Tensor
     grad_in: Tensor
+    params: dict = field(default_factory=dict)
 
 
 Matcher = Union[type, tuple, str, Callable[[str, nn.Module], bool]]

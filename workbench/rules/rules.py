@@ -136,10 +136,12 @@ class RectGrad(ElementwiseRule):
 # -- module-level rules ----------------------------------------------------------------------
 
 
-def module_vjp(module: nn.Module, x: Tensor, grad: Tensor) -> Tensor:
-    """J^T grad: the module's own vector-Jacobian product at input x (x is copied: in-place modules)."""
+def module_vjp(module: nn.Module, x: Tensor, grad: Tensor, params: Optional[dict] = None) -> Tensor:
+    """J^T grad: the module's own vector-Jacobian product at input x (x is copied: in-place
+    modules), with its own parameters or with `params` (``functional_call``)."""
     xi = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(module(xi.clone()), xi, grad)
+    out = module(xi.clone()) if params is None else functional_call(module, params, (xi.clone(),))
+    (g,) = torch.autograd.grad(out, xi, grad)
     return g
 
 
