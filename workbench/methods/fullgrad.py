@@ -43,8 +43,8 @@ def postprocess(t: Tensor, eps: float = 1e-6) -> Tensor:
     a = t.abs()
     flat = a.reshape(a.shape[0], -1)
     view = (-1,) + (1,) * (a.dim() - 1)
-    a = a - flat.min(1).values.view(view)
-    return a / (a.reshape(a.shape[0], -1).max(1).values.view(view) + eps)
+    a = a - flat.amin(1).view(view)
+    return a / (a.reshape(a.shape[0], -1).amax(1).view(view) + eps)
 
 
 def _spatial_terms(terms: tuple, x: Tensor) -> list:
@@ -60,6 +60,16 @@ def _upsample(m: Tensor, size: tuple) -> Tensor:
     return F.interpolate(m, size=size, mode=_MODES[m.dim()], align_corners=True)
 
 
+def postprocess_channel_sum(t: Tensor, eps: float = 1e-6) -> Tensor:
+    """``postprocess(t).sum(1, keepdim=True)`` in fewer passes over t: with a = |t| and its
+    per-sample min lo and max hi, sum_c (a - lo) / (hi - lo + eps) = (sum_c a - C lo) / (hi - lo + eps)."""
+    a = t.abs()
+    flat = a.reshape(a.shape[0], -1)
+    lo, hi = flat.amin(1), flat.amax(1)  # (Tensor.aminmax along a dim is ~30x slower on CPU)
+    view = (-1,) + (1,) * (a.dim() - 1)
+    return (a.sum(1, keepdim=True) - a.shape[1] * lo.view(view)) / (hi - lo + eps).view(view)
+
+
 def aggregate(input_map: Tensor, layer_maps: list, x: Tensor, eps: float = 1e-6) -> Tensor:
     """psi(input map) summed over channels + for each layer psi(map) summed over channels, upsampled.
 
@@ -67,9 +77,9 @@ def aggregate(input_map: Tensor, layer_maps: list, x: Tensor, eps: float = 1e-6)
     """
     if x.dim() < 3:
         return postprocess(input_map, eps)
-    cam = postprocess(input_map, eps).sum(1, keepdim=True)
+    cam = postprocess_channel_sum(input_map, eps)
     for m in layer_maps:
-        cam = cam + _upsample(postprocess(m, eps).sum(1, keepdim=True), tuple(x.shape[2:]))
+        cam = cam + _upsample(postprocess_channel_sum(m, eps), tuple(x.shape[2:]))
     return cam
 
 

@@ -5,9 +5,9 @@ dF/dA_k, cam = ReLU(sum_k alpha_k A_k), upsampled bilinearly to the input size.
 
 ``layer`` names the module whose output is used (``dict(model.named_modules())`` names); by
 default the last ``nn.Conv2d`` the forward pass runs (its output, before any BatchNorm or ReLU
-that follows). A module called several times contributes its last call. The gradient w.r.t. the
-layer output is taken through a zero tensor added to it (a forward hook), so an in-place ReLU
-after the layer changes nothing. The single-channel map is repeated over the input channels to
+that follows). A module called several times contributes its last call. A forward hook replaces
+the layer output by a copy of a fresh leaf tensor, and the gradient is taken w.r.t. that leaf, so
+an in-place ReLU after the layer changes nothing. The single-channel map is repeated over the input channels to
 keep the Method contract (a tensor of x's shape). Needs image inputs (N, C, H, W).
 """
 
@@ -37,8 +37,11 @@ class _LastCall:
             return output
         self.name = self.names[id(module)]
         self.out = output.detach()
-        self.z = torch.zeros_like(output, requires_grad=True)
-        return output + self.z
+        # a fresh leaf: the graph below this layer is cut (only the last hooked call's part is
+        # ever differentiated, and no later hooked layer lies on its paths to the output); the
+        # copy keeps an in-place ReLU after the layer off both the leaf and self.out
+        self.z = self.out.clone().requires_grad_(True)
+        return self.z.clone()
 
 
 @register
