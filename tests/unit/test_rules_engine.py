@@ -207,21 +207,13 @@ def test_implementation_invariance_fails_for_lrp_on_a_known_pair():
 
 
 def test_implementation_invariance_search_finds_a_small_lrp_counterexample_and_none_for_gradient(tmp_path):
-    from hypothesis import settings
-
     bad = workbench.method("lrp", composite="zplus")
-    # check_axiom's seed only counts when the loaded profile does not derandomize (the ci profile
-    # does, and then ignores it): search under "dev"; a violation is rare among the drawn pairs, so
-    # try seeds until one is found (seed 3 here; shrinking reaches ~10 parameters in about 2 s)
-    profile = settings._current_profile
-    settings.load_profile("dev")
-    try:
-        for seed in range(12):
-            v = check_axiom(bad, "implementation-invariance", examples=60, seed=seed, family=Family("mlp"), save_dir=tmp_path, shrink_seconds=4)
-            if v.holds is False:
-                break
-    finally:
-        settings.load_profile(profile)
+    # a violation is rare among the drawn pairs: try seeds until one is found (seed 3 here;
+    # 100 shrink evaluations reach 8 parameters)
+    for seed in range(12):
+        v = check_axiom(bad, "implementation-invariance", examples=60, seed=seed, family=Family("mlp"), save_dir=tmp_path, shrink_seconds=30, shrink_evaluations=100)
+        if v.holds is False:
+            break
     assert v.holds is False and not v.claimed, v
     outcome, case, _ = replay(v.counterexample)
     assert outcome.violated
