@@ -139,7 +139,7 @@ _ENTRIES = (
         "lrp_wsquare_conservation",
         twins=(f"{_TWINS}::test_wsquare_rule_conserves",),
         # at dtd-w2's input layer a unit with an all-zero weight row has z = 0 and gets no relevance
-        # from the z+ layer above; the w-square composite itself is a known violation (see below)
+        # from the z+ layer above (w-square at every layer does not conserve: it claims nothing)
         backs=(("lrp[composite=dtd-w2]", "conservation"),),
     ),
     _entry(
@@ -199,26 +199,13 @@ METHOD_CLAIM_TESTS: dict[Pair, tuple[str, ...]] = {
     },
     **{
         pair: ids
-        for c in ("dtd-w2", "dtd-zb", "flat", "w-square", "zero")
+        for c in ("dtd-w2", "dtd-zb", "zero")
         for pair, ids in _claim_tests(f"lrp[composite={c}]", ["conservation"]).items()
     },
 }
 
 #: claimed pairs the property tests show to be false: library defects, reported (see the note)
-KNOWN_VIOLATIONS: dict[Pair, str] = {
-    ("lrp[composite=flat]", "conservation"): (
-        "flat sends relevance to units whatever their activation; a residual Sum or an average pool "
-        "(LRP-0 rule, 0/0 := 0) whose inputs are all zero then drops it. Shrunk example: "
-        "(1,3,3) -> Conv2d(1,k=1,no bias) -> ReLU -> Residual[Conv2d(1,k=3,p=1) -> ReLU] -> Flatten -> Linear(1), "
-        "all weights 1, x = (1, -1, ..., -1): sum A = 2.22, F = 5"
-    ),
-    ("lrp[composite=w-square]", "conservation"): (
-        "w-square sends relevance to units whatever their activation; a unit whose incoming weights "
-        "are all zero has sum_i w_ij^2 = 0 and drops it (the proof's assumption sum_i w_ij^2 > 0 fails). "
-        "Shrunk example: (1,) -> Linear(2, W=[[1],[0]], b=0) -> ReLU -> Linear(1, W=[1,1], b=0) -> ReLU -> "
-        "Linear(1, W=[1], no bias), x = 1: sum A = 0.5, F = 1"
-    ),
-}
+KNOWN_VIOLATIONS: dict[Pair, str] = {}  # none: claims found false are withdrawn (flat and w-square conservation were)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ batches, and leaves the model as it found it.
   RISE / I-GOS deletion and insertion (``workbench.metrics.deletion``);
 * ``pixel_perturbation`` -> ``PixelPerturbation`` (``.change``): FullGrad's removal of the
   least salient pixels (``workbench.metrics.perturbation``);
+* ``map_similarity`` / ``spearman`` / ``ssim`` / ``hog_similarity``: how alike two maps are, per
+  sample (the randomization sanity checks; ``workbench.metrics.similarity``);
 * ``PatchFixture``: a constructed CNN with a known perfect map, to test metrics and methods
   (``workbench.metrics.fixtures``).
 """
@@ -16,8 +18,10 @@ from .deletion import BLURRED_CANVAS, Curve, deletion_curve, deletion_insertion,
 from .fixtures import Patch, PatchFixture
 from .perturbation import FULLGRAD_PERCENTAGES, PixelPerturbation, pixel_perturbation
 from .scores import class_scores
+from .similarity import MEASURES, applicable_measures, hog_similarity, map_similarity, spearman, ssim
 
 __all__ = [
-    "BLURRED_CANVAS", "Curve", "FULLGRAD_PERCENTAGES", "Patch", "PatchFixture", "PixelPerturbation",
-    "class_scores", "deletion_curve", "deletion_insertion", "insertion_curve", "pixel_perturbation",
+    "BLURRED_CANVAS", "Curve", "FULLGRAD_PERCENTAGES", "MEASURES", "Patch", "PatchFixture", "PixelPerturbation",
+    "applicable_measures", "class_scores", "deletion_curve", "deletion_insertion", "hog_similarity", "insertion_curve",
+    "map_similarity", "pixel_perturbation", "spearman", "ssim",
 ]
