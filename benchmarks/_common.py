@@ -10,6 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from workbench.nets import spec
+
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, object]:
     """Median wall time of `fn` over `repeats` runs (after `warmup`), and its last result."""
@@ -25,21 +27,8 @@ def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[
 
 
 def randomize_affine(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every bias and BatchNorm statistic a random value.
-
-    Fresh torchvision models have zero biases and BN statistics (0, 1): positively homogeneous,
-    so zero-baseline IG is exact at any step count. Benchmarks on them would prove little.
-    """
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-    return model
+    """``workbench.nets.spec.randomize_affine`` with a seeded generator (random biases, BN stats)."""
+    return spec.randomize_affine(model, torch.Generator().manual_seed(seed))
 
 
 def header(title: str) -> str:

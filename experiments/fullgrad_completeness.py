@@ -25,19 +25,7 @@ from workbench import experiment as X
 from workbench.data import image_source, torchvision_model
 from workbench.errors import InputError
 from workbench.fullgrad import full_gradients
-
-
-def randomize_affine(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Random biases and BatchNorm statistics (running_var > 0), so every bias term matters."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=generator))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=generator))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
-    return model
+from workbench.nets.spec import randomize_affine
 
 
 def smooth_copy(model: nn.Module) -> nn.Module:

@@ -25,20 +25,14 @@ import torch.nn.functional as F
 import workbench
 from workbench import baselines as B
 from workbench import experiment as X
-from workbench.data import image_source, load_model
 
 
 @X.register
 @dataclass(frozen=True)
-class IGBaselines(X.Experiment):
+class IGBaselines(X.ImageExperiment):
     name_prefix = "ig-baselines"
     claim = "the IG baseline decides what the map can see: black baselines are blind to black pixels (Sturmfels et al. 2020)"
 
-    source: str = "digits"
-    model: str = "digits-cnn"
-    weights: str | None = None
-    images: int = 8
-    size: int = 224
     baselines: tuple = ("zero", "maximum-distance", "blurred", "uniform", "gaussian", "expected-uniform")
     blur_sigma: float = 1.0
     noise_sigma: float = 0.2
@@ -48,12 +42,6 @@ class IGBaselines(X.Experiment):
     dtype: str = "float64"
     chunk_size: int = 256
 
-    def _source(self):
-        return image_source(self.source, count=self.images, size=self.size, seed=self.seed)
-
-    def items(self) -> list[str]:
-        return self._source().keys()
-
     def _baseline(self, name: str, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if name == "blurred":
             return B.resolve(B.blurred(self.blur_sigma), x, g)
@@ -62,10 +50,8 @@ class IGBaselines(X.Experiment):
         return B.resolve(name, x, g)
 
     def run_item(self, key: str, ctx: X.Context) -> dict:
-        dtype = getattr(torch, self.dtype)
-        model = ctx.cached("model", lambda: load_model(self.model, weights=self.weights, device=ctx.device).model.to(dtype))
-        src = ctx.cached("source", self._source)
-        x = src[key].image.unsqueeze(0).to(ctx.device, dtype)
+        model = self.loaded_model(ctx).model
+        x = self.batch(ctx, [key])
         with torch.no_grad():
             fx_all = model(x)
         target = int(fx_all.argmax(1)[0])

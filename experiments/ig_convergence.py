@@ -21,21 +21,15 @@ import torch
 
 import workbench
 from workbench import experiment as X
-from workbench.data import image_source, load_model
 from workbench.errors import UnsupportedModelError
 
 
 @X.register
 @dataclass(frozen=True)
-class IGConvergence(X.Experiment):
+class IGConvergence(X.ImageExperiment):
     name_prefix = "ig-convergence"
     claim = "IG completeness residual vs steps for each quadrature; 20-300 steps reach 5% (Sundararajan et al. 2017)"
 
-    source: str = "digits"
-    model: str = "digits-cnn"
-    weights: str | None = None
-    images: int = 8
-    size: int = 224
     baseline: str = "zero"
     rules: tuple = ("left", "right", "midpoint", "trapezoid", "gauss-legendre")
     steps: tuple = (2, 4, 8, 16, 32, 64, 128, 256)
@@ -44,23 +38,10 @@ class IGConvergence(X.Experiment):
     dtype: str = "float64"
     chunk_size: int = 256
 
-    def _source(self):
-        return image_source(self.source, count=self.images, size=self.size, seed=self.seed)
-
-    def items(self) -> list[str]:
-        return self._source().keys()
-
-    def _model(self, ctx: X.Context):
-        def build():
-            loaded = load_model(self.model, weights=self.weights, device=ctx.device)
-            return loaded.model.to(getattr(torch, self.dtype)), loaded.random_weights
-        return ctx.cached("model", build)
-
     def run_item(self, key: str, ctx: X.Context) -> dict:
-        model, random_weights = self._model(ctx)
-        dtype = getattr(torch, self.dtype)
-        src = ctx.cached("source", self._source)
-        x = src[key].image.unsqueeze(0).to(ctx.device, dtype)
+        loaded = self.loaded_model(ctx)
+        model, random_weights = loaded.model, loaded.random_weights
+        x = self.batch(ctx, [key])
         with torch.no_grad():
             target = int(model(x).argmax(1)[0])
         record: dict = {"target": target, "residual": {}, "passes": {}, "map_error": {}}

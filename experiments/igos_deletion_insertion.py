@@ -23,7 +23,6 @@ import torch
 
 import workbench
 from workbench import experiment as X
-from workbench.data import image_source, load_model
 from workbench.methods.igos import IGOS
 from workbench.methods.igos_comparison import CaseResult, case_result, paired_comparison
 from workbench.metrics import deletion_insertion, pixel_perturbation
@@ -31,28 +30,17 @@ from workbench.metrics import deletion_insertion, pixel_perturbation
 
 @X.register
 @dataclass(frozen=True)
-class IGOSDeletionInsertion(X.Experiment):
+class IGOSDeletionInsertion(X.ImageExperiment):
     name_prefix = "igos-deletion-insertion"
     claim = "I-GOS maps delete / insert the class evidence faster than gradient, IG and FullGrad maps; integrated-gradient descent beats plain gradient descent (Qi et al. 2020)"
 
-    source: str = "digits"
-    model: str = "digits-cnn"
-    weights: str | None = None
     images: int = 16
-    size: int = 224
     igos: str = "igos[resolution='full',tv=0.5]"
     others: tuple = ("gradient", "integrated-gradients[baseline='blurred',tolerance=None,steps=32]", "fullgrad")
     compare_directions: bool = True
     step: int | None = None
     score: str = "probability"
-    dtype: str = "float32"
     curve_points: int = 51
-
-    def _source(self):
-        return image_source(self.source, count=self.images, size=self.size, seed=self.seed)
-
-    def items(self) -> list[str]:
-        return self._source().keys()
 
     def _methods(self) -> dict:
         main = workbench.method(self.igos)
@@ -61,11 +49,9 @@ class IGOSDeletionInsertion(X.Experiment):
         return {"igos": main, **{spec: workbench.method(spec) for spec in self.others}}
 
     def run_item(self, key: str, ctx: X.Context) -> dict:
-        dtype = getattr(torch, self.dtype)
-        model = ctx.cached("model", lambda: load_model(self.model, weights=self.weights, device=ctx.device).model.to(dtype))
-        src = ctx.cached("source", self._source)
-        item = src[key]
-        x = item.image.unsqueeze(0).to(ctx.device, dtype)
+        model = self.loaded_model(ctx).model
+        item = self.images_of(ctx)[key]
+        x = self.batch(ctx, [key])
         with torch.no_grad():
             probs = torch.softmax(model(x), 1)
         target = int(probs.argmax(1)[0])

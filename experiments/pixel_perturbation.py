@@ -21,7 +21,6 @@ import torch
 
 import workbench
 from workbench import experiment as X
-from workbench.data import image_source, load_model
 from workbench.metrics import pixel_perturbation
 
 RANDOM = "random"
@@ -29,48 +28,40 @@ RANDOM = "random"
 
 @X.register
 @dataclass(frozen=True)
-class PixelPerturbation(X.Experiment):
+class PixelPerturbation(X.ImageExperiment):
     name_prefix = "pixel-perturbation"
     claim = "removing the pixels FullGrad ranks least salient changes the output least (Srinivas & Fleuret 2019, Fig. 3)"
 
-    source: str = "digits"
-    model: str = "digits-cnn"
-    weights: str | None = None
     images: int = 64
-    size: int = 224
     methods: tuple = (RANDOM, "fullgrad", "gradient", "input-x-gradient", "integrated-gradients[tolerance=None,steps=32]",
                       "smoothgrad", "gradcam")
     percentages: tuple = (5, 10, 20, 30, 50)  # an 8x8 digit has 64 pixels; the paper's axis is FULLGRAD_PERCENTAGES
     replacement: str = "mean"  # "mean" (per-channel mean of the images used) or a number
     score: str = "probability"  # "probability" or "logit"
-    batch: int = 16
-
-    def _source(self):
-        return image_source(self.source, count=self.images, size=self.size, seed=self.seed)
+    batch_size: int = 16
 
     def items(self) -> list[str]:
-        keys = self._source().keys()
-        return [f"batch-{i // self.batch}" for i in range(0, len(keys), self.batch)]
+        keys = self.image_source().keys()
+        return [f"batch-{i // self.batch_size}" for i in range(0, len(keys), self.batch_size)]
 
     def _replacement(self, ctx: X.Context):
         if self.replacement != "mean":
             return float(self.replacement)
 
         def mean():
-            src = self._source()
+            src = self.images_of(ctx)
             return torch.stack([src[k].image for k in src.keys()]).mean(dim=(0, 2, 3), keepdim=True)
         return ctx.cached("mean", mean)
 
     def run_item(self, key: str, ctx: X.Context) -> dict:
-        model = ctx.cached("model", lambda: load_model(self.model, weights=self.weights, device=ctx.device).model)
-        src = ctx.cached("source", self._source)
+        model = self.loaded_model(ctx).model
         i = int(key.split("-")[1])
-        keys = src.keys()[i * self.batch:(i + 1) * self.batch]
-        x = torch.stack([src[k].image for k in keys]).to(ctx.device)
+        keys = self.images_of(ctx).keys()[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.batch(ctx, keys)
         with torch.no_grad():
             target = model(x).argmax(1).cpu()
         fill = self._replacement(ctx)
-        fill = fill.to(ctx.device).expand_as(x) if isinstance(fill, torch.Tensor) else fill
+        fill = fill.to(ctx.device, x.dtype).expand_as(x) if isinstance(fill, torch.Tensor) else fill
         changes = {}
         for m in self.methods:
             if m == RANDOM:

@@ -21,46 +21,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 import workbench
 from workbench import experiment as X
 from workbench import sanity as SN
-from workbench.data import image_source, load_model
 
 
 @X.register
 @dataclass(frozen=True)
-class SanityChecks(X.Experiment):
+class SanityChecks(X.ImageExperiment):
     name_prefix = "sanity-checks"
     claim = "under cascading randomization GBP / RectGrad / LRP z+ maps stay close to the trained model's, the gradient's do not (Adebayo et al. 2018; Zheng, Sang & Xu 2025)"
 
     methods: tuple = ("gradient", "guided-backprop", "rectgrad", "lrp[composite='zplus']", "deconvnet", "integrated-gradients[tolerance=None,steps=32]")
-    model: str = "digits-cnn"
-    weights: str | None = None
-    source: str = "digits"
     images: int = 40
-    size: int = 224
-    batch: int = 20
+    batch_size: int = 20
     modes: tuple = ("cascading", "independent")
     seeds: int = 2
     scale: str = "matched"
     dtype: str = "float64"
 
-    def _source(self):
-        return image_source(self.source, count=self.images, size=self.size, seed=self.seed)
-
     def items(self) -> list[str]:
-        n = len(self._source())
-        return [f"{mode}-seed{s}-batch{b}" for mode in self.modes for s in range(self.seeds) for b in range((n + self.batch - 1) // self.batch)]
+        n = len(self.image_source())
+        return [f"{mode}-seed{s}-batch{b}" for mode in self.modes for s in range(self.seeds) for b in range((n + self.batch_size - 1) // self.batch_size)]
 
     def run_item(self, key: str, ctx: X.Context) -> dict:
         mode, seed, batch = key.split("-")
         b = int(batch[len("batch"):])
-        model = ctx.cached("model", lambda: load_model(self.model, weights=self.weights, device=ctx.device).model.to(getattr(torch, self.dtype)))
-        src = ctx.cached("source", self._source)
-        keys = src.keys()[b * self.batch:(b + 1) * self.batch]
-        x = torch.stack([src[k].image for k in keys]).to(ctx.device, getattr(torch, self.dtype))
+        model = self.loaded_model(ctx).model
+        keys = self.images_of(ctx).keys()[b * self.batch_size:(b + 1) * self.batch_size]
+        x = self.batch(ctx, keys)
         methods = [workbench.method(m) for m in self.methods]
         r = SN.randomization_test(methods, model, x, mode=mode, seed=ctx.seed_for(f"{mode}-{seed}"), scale=self.scale)
         return {"images": keys, **r.to_dict()}

@@ -40,7 +40,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["Context", "Experiment", "RunResult", "experiments", "get_experiment", "register", "run", "seed_for"]
+__all__ = ["Context", "Experiment", "ImageExperiment", "RunResult", "experiments", "get_experiment", "register", "run", "seed_for"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,54 @@ class Experiment:
         text = self.name_prefix + ("--" + ",".join(parts) if parts else "")
         safe = "".join(c if c.isalnum() or c in "=,.-_+" else "_" for c in text)[:100]
         return f"{safe}--{digest}"
+
+
+@dataclass(frozen=True)
+class ImageExperiment(Experiment):
+    """The common shape: images of a source (``workbench.data.image_source``) explained by one
+    classifier (``workbench.data.load_model``) in one dtype; items are the image keys unless a
+    subclass groups them. Subclasses redeclare a field to change its default."""
+
+    source: str = "digits"
+    model: str = "digits-cnn"
+    weights: Optional[str] = None
+    images: int = 8
+    size: int = 224
+    dtype: str = "float32"
+
+    def image_source(self):
+        """The experiment's images (built anew: cheap, lazy loading)."""
+        from .data import image_source
+
+        return image_source(self.source, count=self.images, size=self.size, seed=self.seed)
+
+    def items(self) -> list[str]:
+        return self.image_source().keys()
+
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        return getattr(torch, self.dtype)
+
+    def images_of(self, ctx: "Context"):
+        """The image source, once per run."""
+        return ctx.cached("source", self.image_source)
+
+    def loaded_model(self, ctx: "Context"):
+        """``LoadedModel`` (model on ctx.device in the experiment's dtype, random_weights flag), once per run."""
+        from dataclasses import replace
+
+        from .data import load_model
+
+        def build():
+            loaded = load_model(self.model, weights=self.weights, device=ctx.device)
+            return replace(loaded, model=loaded.model.to(self.torch_dtype()))
+        return ctx.cached("model", build)
+
+    def batch(self, ctx: "Context", keys: list[str]) -> torch.Tensor:
+        """The images of `keys` as one (N, C, H, W) tensor on ctx.device in the experiment's dtype."""
+        src = self.images_of(ctx)
+        return torch.stack([src[k].image for k in keys]).to(ctx.device, self.torch_dtype())
 
 
 def _plain(v: Any) -> Any:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.nets.spec import randomize_affine
+
 
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
@@ -31,13 +33,7 @@ def resnet18_checkpoint(tmp_path_factory) -> Path:
     import torchvision
 
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=2)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
+    model = randomize_affine(torchvision.models.resnet18(weights=None, num_classes=2))
     path = tmp_path_factory.mktemp("ckpt") / "resnet18.pt"
     torch.save(model.state_dict(), path)
     return path

@@ -2,19 +2,11 @@
 
 import json
 
-import pytest
-import torch
 
 from experiments.igos_deletion_insertion import IGOSDeletionInsertion
 from workbench import experiment as X
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_digits_run_records_areas_directions_and_a_figure(tmp_path):

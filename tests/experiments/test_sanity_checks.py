@@ -12,7 +12,7 @@ def test_randomization_items_summary_and_figures(tmp_path):
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny float64 networks: the thread pool costs more than it gives
     try:
-        exp = SanityChecks(images=6, batch=3, seeds=1, methods=("gradient", "guided-backprop"))
+        exp = SanityChecks(images=6, batch_size=3, seeds=1, methods=("gradient", "guided-backprop"))
         r = X.run(exp, results=tmp_path, log=lambda m: None)
         again = X.run(exp, results=tmp_path, log=lambda m: None)
     finally:

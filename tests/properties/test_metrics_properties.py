@@ -12,7 +12,6 @@ canvas changes it by exactly delta_p (``fixture.oracle``). Then, for every map A
 * the curves start and end at the image's and the canvas's scores.
 """
 
-import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,13 +22,6 @@ from workbench.metrics.scores import class_scores
 TOL = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # many tiny batches: thread hand-off costs more than the arithmetic
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @st.composite

@@ -1,7 +1,5 @@
 """The full-gradient decomposition, FullGrad saliency, Grad-CAM and the explain picture."""
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +9,8 @@ import workbench
 from workbench.fullgrad import check_completeness, full_gradients
 from workbench.methods.fullgrad import postprocess
 from workbench.nets import spec as S
+from workbench.nets.spec import randomize_affine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _common import randomize_affine  # noqa: E402
 
 CNN = S.NetSpec(
     (2, 6, 6),

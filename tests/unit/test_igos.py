@@ -21,12 +21,6 @@ FX = PatchFixture()
 SMALL = dict(iterations=8, steps=10, tv=2.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _images(n=3, seed=0, fx=FX):

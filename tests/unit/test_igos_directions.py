@@ -10,8 +10,6 @@ gradient, and is not found better; and without saturation the advantage disappea
 gradient, taking 10x fewer passes, ends slightly lower) -- the advantage is escaping the saturated start.
 """
 
-import pytest
-import torch
 
 from workbench.methods.igos import IGOS
 from workbench.methods.igos_comparison import compare_directions, patch_cases
@@ -20,12 +18,6 @@ OPTIONS = dict(resolution=8, iterations=8, steps=10, tv=2.0)
 N = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_integrated_gradient_direction_reaches_lower_objectives_on_saturated_networks():

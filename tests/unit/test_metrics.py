@@ -24,13 +24,6 @@ from workbench.metrics import ranking
 from workbench.metrics.scores import class_scores
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # these tests run many tiny batches; thread hand-off costs more than the arithmetic
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 FX = PatchFixture()
