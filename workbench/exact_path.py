@@ -45,8 +45,8 @@ _AFFINE_LEAVES: tuple[type, ...] = (
     nn.Dropout,
 )
 #: leaf modules with kinks: elementwise (kink values) or max pools (window ties)
-_ELEMENTWISE_KINKS: tuple[type, ...] = (nn.ReLU, nn.LeakyReLU, nn.Hardtanh)  # ReLU6 is a Hardtanh
-_MAX_POOLS: tuple[type, ...] = (nn.MaxPool1d, nn.MaxPool2d)
+ELEMENTWISE_KINKS: tuple[type, ...] = (nn.ReLU, nn.LeakyReLU, nn.Hardtanh)  # ReLU6 is a Hardtanh
+MAX_POOLS: tuple[type, ...] = (nn.MaxPool1d, nn.MaxPool2d)
 
 DEFAULT_CHUNK = 4096
 
@@ -68,7 +68,7 @@ def _check_piecewise_linear(model: nn.Module) -> None:
         if any(True for _ in m.children()):
             continue  # a container: composes children (its own arithmetic is caught by the self-check)
         where = f"layer {name!r}" if name else "the model"
-        if isinstance(m, _MAX_POOLS):
+        if isinstance(m, MAX_POOLS):
             if m.ceil_mode or m.return_indices:
                 raise UnsupportedModelError(
                     f"exact IG supports max pools with ceil_mode=False and return_indices=False; "
@@ -80,7 +80,7 @@ def _check_piecewise_linear(model: nn.Module) -> None:
                 f"exact IG needs BatchNorm with running statistics (each sample then maps affinely); "
                 f"{where} has track_running_stats=False"
             )
-        if isinstance(m, _AFFINE_LEAVES + _ELEMENTWISE_KINKS):
+        if isinstance(m, _AFFINE_LEAVES + ELEMENTWISE_KINKS):
             continue
         raise UnsupportedModelError(
             f"exact IG needs a piecewise-linear network; {where} is {type(m).__name__}"
@@ -88,7 +88,7 @@ def _check_piecewise_linear(model: nn.Module) -> None:
 
 
 # -- region finding -------------------------------------------------------------------------
-class _RegionTracker:
+class RegionTracker:
     """Forward pre-hook state: per probe row, the distances to the nearest kink above and below."""
 
     def __init__(self, rows: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -116,7 +116,7 @@ class _RegionTracker:
     def max_pool(self, module: nn.Module, args: tuple) -> None:
         z, dz = _unpack(args[0])
         nd = 1 if isinstance(module, nn.MaxPool1d) else 2
-        k, s, p, d = (_tuple(v, nd) for v in (module.kernel_size, module.stride or module.kernel_size, module.padding, module.dilation))
+        k, s, p, d = (as_tuple(v, nd) for v in (module.kernel_size, module.stride or module.kernel_size, module.padding, module.dilation))
         pad = [q for i in reversed(range(nd)) for q in (p[i], p[i])]
         v = F.pad(z, pad, value=-math.inf) if any(p) else z
         t = F.pad(dz, pad, value=0.0) if any(p) else dz
@@ -136,13 +136,37 @@ class _RegionTracker:
         self._update(delta.reshape(z.shape[0], -1))
 
 
-def _tuple(v: object, nd: int) -> tuple[int, ...]:
+def as_tuple(v: object, nd: int) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * nd  # type: ignore[arg-type]
 
 
 def _unpack(t: Tensor) -> tuple[Tensor, Tensor]:
     primal, tangent = fwAD.unpack_dual(t)
     return primal, (torch.zeros_like(primal) if tangent is None else tangent)
+
+
+def probe_kinks(model: nn.Module, points: Tensor, direction: Tensor, tracker: "RegionTracker") -> tuple[Tensor, Tensor]:
+    """One forward-AD pass at `points` with tangent `direction`; every kink unit (elementwise
+    kinks, max-pool windows) reports to `tracker`. Returns the output's value and slope d/ds.
+    Modules used twice are hooked once; the hooks are removed in ``finally``."""
+    handles = []
+    try:
+        seen: set[int] = set()
+        for m in model.modules():
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            if isinstance(m, ELEMENTWISE_KINKS):
+                handles.append(m.register_forward_pre_hook(lambda mod, a: tracker.elementwise(mod, a)))
+            elif isinstance(m, MAX_POOLS):
+                handles.append(m.register_forward_pre_hook(lambda mod, a: tracker.max_pool(mod, a)))
+        with torch.no_grad(), fwAD.dual_level():
+            out = model(fwAD.make_dual(points.clone(), direction))
+            value, slope = _unpack(out)
+    finally:
+        for h in handles:
+            h.remove()
+    return value, slope
 
 
 def _probe_regions(
@@ -152,24 +176,8 @@ def _probe_regions(
 
     up/down are the distances in s from each point to the nearest kink above/below (inf if none).
     """
-    tracker = _RegionTracker(points.shape[0], points.dtype, points.device)
-    handles = []
-    try:
-        seen: set[int] = set()
-        for m in model.modules():
-            if id(m) in seen:
-                continue
-            seen.add(id(m))
-            if isinstance(m, _ELEMENTWISE_KINKS):
-                handles.append(m.register_forward_pre_hook(lambda mod, a: tracker.elementwise(mod, a)))
-            elif isinstance(m, _MAX_POOLS):
-                handles.append(m.register_forward_pre_hook(lambda mod, a: tracker.max_pool(mod, a)))
-        with torch.no_grad(), fwAD.dual_level():
-            out = model(fwAD.make_dual(points.clone(), direction))
-            value, slope = _unpack(out)
-    finally:
-        for h in handles:
-            h.remove()
+    tracker = RegionTracker(points.shape[0], points.dtype, points.device)
+    value, slope = probe_kinks(model, points, direction, tracker)
     check_output(value, points.shape[0])
     idx = target.view(-1, 1)
     return tracker.up, tracker.down, value.gather(1, idx).squeeze(1), slope.gather(1, idx).squeeze(1)

@@ -34,13 +34,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from .. import strategies as wst
-from ..exact_path import _ELEMENTWISE_KINKS, _MAX_POOLS, _RegionTracker, _tuple
+from ..exact_path import RegionTracker, as_tuple, probe_kinks
 from .base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
 
 #: kinks closer than this (in s) to x are kinks x sits on, not kinks ahead of it
@@ -49,14 +48,14 @@ _AT_X = 1e-12
 _MAX_STEP = 3.0
 
 
-class _AheadTracker(_RegionTracker):
+class _AheadTracker(RegionTracker):
     """Distances to the nearest kink strictly ahead (s > _AT_X) along the direction."""
 
     def _update(self, delta: Tensor) -> None:
         super()._update(torch.where(delta > _AT_X, delta, torch.full_like(delta, math.inf)))
 
 
-class _AroundTracker(_RegionTracker):
+class _AroundTracker(RegionTracker):
     """Distances to the nearest kinks on either side, ignoring kinks within _AT_X of the point."""
 
     def _update(self, delta: Tensor) -> None:
@@ -70,24 +69,9 @@ def distance_to_kink(net: nn.Module, x: Tensor, direction: Tensor) -> Tensor:
     return _probe(net, x, direction, _AheadTracker).up
 
 
-def _probe(net: nn.Module, x: Tensor, direction: Tensor, tracker_type: type) -> _RegionTracker:
+def _probe(net: nn.Module, x: Tensor, direction: Tensor, tracker_type: type) -> RegionTracker:
     tracker = tracker_type(x.shape[0], x.dtype, x.device)
-    handles = []
-    try:
-        seen: set = set()
-        for m in net.modules():
-            if id(m) in seen:
-                continue
-            seen.add(id(m))
-            if isinstance(m, _ELEMENTWISE_KINKS):
-                handles.append(m.register_forward_pre_hook(lambda mod, a: tracker.elementwise(mod, a)))
-            elif isinstance(m, _MAX_POOLS):
-                handles.append(m.register_forward_pre_hook(lambda mod, a: tracker.max_pool(mod, a)))
-        with torch.no_grad(), fwAD.dual_level():
-            net(fwAD.make_dual(x.clone(), direction))
-    finally:
-        for h in handles:
-            h.remove()
+    probe_kinks(net, x, direction, tracker)
     return tracker
 
 
@@ -102,7 +86,7 @@ def activation_pattern(net: nn.Module, x: Tensor) -> list:
         z = args[0]
         nd = 1 if isinstance(mod, nn.MaxPool1d) else 2
         fn = F.max_pool1d if nd == 1 else F.max_pool2d
-        _, idx = fn(z, _tuple(mod.kernel_size, nd), _tuple(mod.stride or mod.kernel_size, nd), _tuple(mod.padding, nd), _tuple(mod.dilation, nd), return_indices=True)
+        _, idx = fn(z, as_tuple(mod.kernel_size, nd), as_tuple(mod.stride or mod.kernel_size, nd), as_tuple(mod.padding, nd), as_tuple(mod.dilation, nd), return_indices=True)
         pattern.append(idx)
 
     handles = []
