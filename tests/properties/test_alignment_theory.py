@@ -20,16 +20,6 @@ from workbench.nets import spec as S
 NFR = ["guided-backprop", "rectgrad", "lrp[composite='zplus']"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small float64 networks: one thread avoids the thread-pool overhead that dominates their
-    run time on two shared cores (measured: 20 s vs 0.3 s to train the digits CNN)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _methods(names):
     return [workbench.method(n) for n in names]
 
@@ -225,32 +215,6 @@ def test_signal_times_input_maps_are_not_aligned_under_the_map_measure():
     assert r.medians["guided-backprop"] > g + 0.2, r.table()  # the map is the signal
     for label in ["rectgrad", "lrp[composite=dtd-zb]"]:
         assert abs(r.medians[label] - g) < 0.15 and r.wilcoxon_p[label] > 0.01, r.table()
-
-
-@pytest.fixture(scope="module")
-def trained_digits(tmp_path_factory):
-    """Two small CNNs trained on scikit-learn digits (about a second each) and held-out digits."""
-    import os
-
-    from workbench.data import image_source
-    from workbench.digits import DigitsConfig, train_digits
-
-    old = os.environ.get("WORKBENCH_CACHE")
-    os.environ["WORKBENCH_CACHE"] = str(tmp_path_factory.mktemp("digits-cache"))
-    try:
-        nets = []
-        for seed in (0, 1):
-            model, info = train_digits(DigitsConfig(channels=(8, 16), epochs=4, seed=seed))
-            assert info["test_accuracy"] > 0.9, info
-            nets.append(model.double())
-    finally:
-        if old is None:
-            del os.environ["WORKBENCH_CACHE"]
-        else:
-            os.environ["WORKBENCH_CACHE"] = old
-    src = image_source("digits", count=20)
-    x = torch.stack([src[k].image for k in src.keys()]).double()
-    return nets, x
 
 
 def test_trained_networks_negative_filtering_signals_are_more_aligned(trained_digits):

@@ -34,15 +34,6 @@ def cases(draw, batch=2):
     return net, x, x0, t
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny float64 networks: one thread avoids the thread-pool overhead on two shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _close(a, r, rtol=1e-9):
     a = a.detach().numpy() if isinstance(a, torch.Tensor) else a
     scale = max(np.abs(r).max(), np.abs(a).max(), 1.0)

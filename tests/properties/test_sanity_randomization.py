@@ -2,7 +2,6 @@
 under cascading randomization the negative-filtering methods' maps stay close to the trained
 model's maps while the gradient's do not."""
 
-import os
 
 import numpy as np
 import pytest
@@ -15,39 +14,6 @@ from workbench import sanity as SN
 from workbench.nets import spec as S
 
 NFR = ["guided-backprop", "rectgrad", "lrp[composite='zplus']"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small float64 networks: one thread avoids the thread-pool overhead that dominates their
-    run time on two shared cores (measured: 20 s vs 0.3 s to train the digits CNN)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def trained_digits(tmp_path_factory):
-    """Two small CNNs trained on scikit-learn digits (about a second each) and 20 held-out digits."""
-    from workbench.data import image_source
-    from workbench.digits import DigitsConfig, train_digits
-
-    old = os.environ.get("WORKBENCH_CACHE")
-    os.environ["WORKBENCH_CACHE"] = str(tmp_path_factory.mktemp("digits-cache"))
-    try:
-        nets = []
-        for seed in (0, 1):
-            model, info = train_digits(DigitsConfig(channels=(8, 16), epochs=4, seed=seed))
-            assert info["test_accuracy"] > 0.9, info
-            nets.append(model.double())
-    finally:
-        if old is None:
-            del os.environ["WORKBENCH_CACHE"]
-        else:
-            os.environ["WORKBENCH_CACHE"] = old
-    src = image_source("digits", count=20)
-    return nets, torch.stack([src[k].image for k in src.keys()]).double()
 
 
 def _pooled(results):

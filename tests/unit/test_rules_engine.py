@@ -1,7 +1,6 @@
 """The rule engine: attach/restore (also on error), in-place and reused ReLUs, canonizers,
 identities between rules, and the claims the checker sees."""
 
-import copy
 
 import pytest
 import torch
@@ -24,15 +23,6 @@ CNN = S.NetSpec(
         S.MaxPool2d(2), S.Conv2d(2, 1), S.ReLU(), S.AvgPool2d(2), S.Flatten(), S.Linear(4), S.BatchNorm(), S.ReLU(), S.Linear(3),
     ),
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small float64 networks: one thread avoids the thread-pool overhead on two shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _net(spec=CNN, seed=1):
