@@ -11,20 +11,22 @@ Image sources (``image_source(name, ...)``):
 
 Models (``load_model(name, weights=None)``): ``digits-cnn`` (trained on first use, then cached),
 or any torchvision classification architecture, with the user's checkpoint (random weights
-without one, reported by ``LoadedModel.random_weights``).
+without one, reported by ``LoadedModel.random_weights``). Checkpoints are read without running
+code from them (``read_checkpoint``).
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, UnsafeCheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -160,12 +162,60 @@ class LoadedModel:
     info: dict
 
 
-def torchvision_model(arch: str, weights: Optional[str] = None) -> tuple[nn.Module, bool]:
+#: what loading a pickled checkpoint means, in every error and option help that mentions it
+PICKLE_WARNING = "unpickling runs any code the file's author put in it"
+
+
+def read_checkpoint(path: Union[str, Path], *, allow_pickle: bool = False) -> Any:
+    """The contents of a checkpoint without running code from it.
+
+    ``*.safetensors`` files are read with ``safetensors`` (a tensor table, no code). Other files go
+    through ``torch.load(weights_only=True)``, which unpickles only tensors and plain containers
+    and refuses anything else (a whole pickled ``nn.Module``, arbitrary objects) *before* building
+    it. ``allow_pickle=True`` lifts that refusal: the file is unpickled in full, which executes
+    code the file names -- only for files you made or trust.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"weights file {str(path)!r} does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"cannot read safetensors checkpoint {str(path)!r}: {e}") from None
+    if allow_pickle:
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
+            raise InputError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {e}") from None
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = str(e).strip().splitlines()
+        why = next((line.strip() for line in lines if "global" in line.lower()), None)
+        if why is None:  # not an object the safe unpickler refused: a damaged or foreign file
+            raise InputError(f"cannot read checkpoint {str(path)!r}: not a torch.save or .safetensors file ({(lines or [''])[0][:200]})") from None
+        raise UnsafeCheckpointError(
+            f"refused to load {str(path)!r}: it holds Python objects beyond tensors ({why[:200]}), "
+            f"and {PICKLE_WARNING}. Save a state dict instead (torch.save(model.state_dict(), FILE) or "
+            "safetensors.torch.save_file), or, only if you trust the file, allow pickled checkpoints "
+            "(--trust-pickle on the command line, --set trust_pickle=True for an image experiment, allow_pickle=True in Python)"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file is the user's input error
+        raise InputError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {str(e)[:300]}") from None
+
+
+def torchvision_model(arch: str, weights: Optional[str] = None, *, allow_pickle: bool = False) -> tuple[nn.Module, bool]:
     """A torchvision architecture in eval mode with the user's checkpoint; (model, random_weights).
 
-    The checkpoint is a state dict (optionally under ``"state_dict"``, with a ``module.`` prefix
-    from DataParallel) or a pickled module. A classifier head of another width (a fine-tuned
-    model) sets ``num_classes``. Without a checkpoint the weights are random.
+    The checkpoint (``read_checkpoint``) is a state dict (optionally under ``"state_dict"``, with a
+    ``module.`` prefix from DataParallel) in a ``torch.save`` or ``.safetensors`` file; a pickled
+    whole module only with ``allow_pickle=True`` (it executes code from the file). A classifier
+    head of another width (a fine-tuned model) sets ``num_classes``. Without a checkpoint the
+    weights are random.
     """
     import torchvision
 
@@ -175,23 +225,17 @@ def torchvision_model(arch: str, weights: Optional[str] = None) -> tuple[nn.Modu
         raise InputError(f"unknown torchvision architecture {arch!r}") from None
     if weights is None:
         return model.eval(), True
-    p = Path(weights)
-    if not p.is_file():
-        raise InputError(f"weights file {weights!r} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise InputError(f"cannot read checkpoint {weights!r}: {e}") from None
+    obj = read_checkpoint(weights, allow_pickle=allow_pickle)
     if isinstance(obj, nn.Module):
         return obj.eval(), False
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise InputError(f"{weights} holds neither a state dict nor a module")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise InputError(f"{weights} holds no state dict (a mapping of parameter names to tensors)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
     if head:
         key = f"{head[0][0]}.weight"
-        if key in state and state[key].shape[0] != head[0][1].out_features:
+        if key in state and state[key].dim() == 2 and state[key].shape[0] != head[0][1].out_features:
             model = torchvision.models.get_model(arch, weights=None, num_classes=int(state[key].shape[0]))
     try:
         model.load_state_dict(state)
@@ -200,8 +244,9 @@ def torchvision_model(arch: str, weights: Optional[str] = None) -> tuple[nn.Modu
     return model.eval(), False
 
 
-def load_model(name: str, *, weights: Optional[str] = None, device: torch.device | str = "cpu") -> LoadedModel:
-    """``digits-cnn`` (trained and cached on first use) or a torchvision architecture (+ checkpoint)."""
+def load_model(name: str, *, weights: Optional[str] = None, device: torch.device | str = "cpu", allow_pickle: bool = False) -> LoadedModel:
+    """``digits-cnn`` (trained and cached on first use) or a torchvision architecture (+ checkpoint;
+    ``allow_pickle=True`` also loads a pickled module, which executes code from the file)."""
     from .digits import train_digits
 
     if name == "digits-cnn":
@@ -209,7 +254,7 @@ def load_model(name: str, *, weights: Optional[str] = None, device: torch.device
             raise InputError("digits-cnn is trained by the bench; --weights applies to torchvision architectures")
         model, info = train_digits()
         return LoadedModel(model.to(device).eval(), name, False, info)
-    model, random_weights = torchvision_model(name, weights)
+    model, random_weights = torchvision_model(name, weights, allow_pickle=allow_pickle)
     return LoadedModel(model.to(device).eval(), name, random_weights, {"weights": weights})
 
 

@@ -33,3 +33,11 @@ class ConvergenceError(WorkbenchError, RuntimeError):
 
 class ModelModifiedError(WorkbenchError, RuntimeError):
     """A method changed the model's parameters or buffers (a bug in the method)."""
+
+
+class UnsafeCheckpointError(InputError):
+    """A checkpoint that can only be loaded by unpickling arbitrary objects (which runs code)."""
+
+
+class UntrustedCodeError(InputError):
+    """A file names code to import and run; it is run only when the user names it or allows it."""

@@ -103,6 +103,8 @@ class ImageExperiment(Experiment):
     source: str = "digits"
     model: str = "digits-cnn"
     weights: Optional[str] = None
+    #: also load a pickled whole module from ``weights``: this executes code from the file
+    trust_pickle: bool = False
     images: int = 8
     size: int = 224
     dtype: str = "float32"
@@ -132,7 +134,7 @@ class ImageExperiment(Experiment):
         from .data import load_model
 
         def build():
-            loaded = load_model(self.model, weights=self.weights, device=ctx.device)
+            loaded = load_model(self.model, weights=self.weights, device=ctx.device, allow_pickle=self.trust_pickle)
             return replace(loaded, model=loaded.model.to(self.torch_dtype()))
         return ctx.cached("model", build)
 

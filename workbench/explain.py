@@ -7,7 +7,7 @@
   its training configuration; images are converted to 8x8 grey levels in [0, 1] like the digits;
   IMAGE ``digits:K`` is the K-th digit of the data set;
 * ``model="resnet18"`` (any torchvision classification architecture) with ``weights=FILE`` (a state
-  dict or a pickled module): a photograph, resized to ``size`` and ImageNet-normalized; without
+  dict, ``.safetensors``, or -- with ``allow_pickle=True``, which runs code from the file -- a pickled module): a photograph, resized to ``size`` and ImageNet-normalized; without
   weights the network is random and the figure title says so;
 * ``model=`` an ``nn.Module`` (eval mode, image input): used as is; ``size`` and ``channels`` say
   what input it takes.
@@ -115,6 +115,7 @@ def explain(
     channels: int = 3,
     title: Optional[str] = None,
     curves: Optional[bool] = None,
+    allow_pickle: bool = False,
 ) -> Path:
     """Write a PNG: the image, the `method` map over it, |input gradient| and Grad-CAM; return its path.
 
@@ -122,7 +123,7 @@ def explain(
     """
     return explain_figures(
         image, method=method, model=model, weights=weights, out=out, target=target, size=size,
-        channels=channels, title=title, curves=curves,
+        channels=channels, title=title, curves=curves, allow_pickle=allow_pickle,
     ).picture
 
 
@@ -138,6 +139,7 @@ def explain_figures(
     channels: int = 3,
     title: Optional[str] = None,
     curves: Optional[bool] = None,
+    allow_pickle: bool = False,
 ) -> Explained:
     """The picture of ``explain`` and, for mask methods (or ``curves=True``), ``<stem>-curves.png``."""
     import matplotlib
@@ -156,7 +158,7 @@ def explain_figures(
         shown = pic
         label = f"digits CNN (test accuracy {info['test_accuracy']:.2f})"
     elif isinstance(model, str):
-        net, random_weights = torchvision_model(model, weights)
+        net, random_weights = torchvision_model(model, weights, allow_pickle=allow_pickle)
         pic = _resize(arr, size, 3)
         mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
         x = torch.tensor(((pic - mean) / std).transpose(2, 0, 1), dtype=torch.float32).unsqueeze(0)
@@ -238,7 +240,7 @@ def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target
 
 def cli(args) -> int:
     """``workbench explain`` (see cli.py): prints the path of every PNG written."""
-    written = explain_figures(args.image, method=args.method, model=args.model, weights=args.weights, out=args.out, target=args.target, size=args.size)
+    written = explain_figures(args.image, method=args.method, model=args.model, weights=args.weights, out=args.out, target=args.target, size=args.size, allow_pickle=getattr(args, "trust_pickle", False))
     for path in written.paths:
         print(path)
     return 0
