@@ -23,6 +23,7 @@ from hypothesis.errors import NoSuchExample, Unsatisfiable
 
 from . import __version__
 from .axioms import DEFAULT_AXIOMS, Case, Outcome, get_axiom
+from .counterexample import load_counterexample, method_record, replay, save_counterexample  # noqa: F401  (replay files: their own module)
 from .methods.base import CallableMethod, Claims, Method, as_method
 from .strategies import Family
 from .tolerance import rtol_for
@@ -112,34 +113,6 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(rows[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in rows[1:]])
-
-
-def method_record(method: Method) -> dict:
-    """How a replay file names the method: a registry label or an importable callable."""
-    if isinstance(method, CallableMethod):
-        return {"callable": method.reference, "name": method.name, "claims": method.claims}
-    return {"label": method.label}
-
-
-def save_counterexample(directory: Union[str, Path], method: Method, axiom: str, case: Case, outcome: Outcome, dtype: torch.dtype) -> Path:
-    """Write the replay file: method, axiom, networks (spec + weights), input, baseline, target."""
-    record = {
-        "workbench_counterexample": 1,
-        "workbench_version": __version__,
-        "torch_version": torch.__version__,
-        "axiom": axiom,
-        "method": method_record(method),
-        "dtype": str(dtype).replace("torch.", ""),
-        "outcome": _jsonable(asdict(outcome)),
-        "case": case.to_dict(),
-    }
-    text = json.dumps(record, indent=1)
-    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", method.label)[:60]
-    path = Path(directory) / f"{safe}--{axiom}--{digest}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 class _ShrinkBudget:
@@ -301,37 +274,3 @@ def check(
             check_axiom(method, n, examples=examples, seed=seed, family=family, dtype=dtype, save_dir=save_dir, claimed=True if treat_all_claimed else None, shrink_seconds=shrink_seconds, shrink_evaluations=shrink_evaluations)
         )
     return report
-
-
-def load_counterexample(path: Union[str, Path]) -> dict:
-    data = json.loads(Path(path).read_text())
-    if data.get("workbench_counterexample") != 1:
-        from .errors import InputError
-
-        raise InputError(f"{path} is not a workbench counterexample file")
-    return data
-
-
-def replay(path: Union[str, Path], method: Any = None) -> tuple[Outcome, Case, Method]:
-    """Re-run a saved counterexample; `method` overrides the one recorded (needed for lambdas)."""
-    from .errors import InputError
-    from .methods import parse_method
-    from .methods.base import import_callable
-
-    data = load_counterexample(path)
-    dtype = getattr(torch, data.get("dtype", "float64"))
-    case = Case.from_dict(data["case"], dtype=dtype)
-    rec = data["method"]
-    if method is None:
-        if "label" in rec:
-            method = parse_method(rec["label"])
-        elif rec.get("callable"):
-            method = as_method(import_callable(rec["callable"]), claims=rec.get("claims"))
-        else:
-            raise InputError(f"the method {rec.get('name')!r} in {path} cannot be imported again; pass it explicitly")
-    elif isinstance(method, str):
-        method = parse_method(method) if ":" not in method else as_method(import_callable(method))
-    method = as_method(method)
-    tol = data["outcome"].get("tolerance", rtol_for(dtype))
-    outcome = get_axiom(data["axiom"]).run(method, case, float(tol))
-    return outcome, case, method

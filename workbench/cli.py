@@ -131,9 +131,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .check import replay
+    from .counterexample import replay
 
-    outcome, case, method = replay(args.file, method=args.method)
+    outcome, case, method = replay(args.file, method=args.method, trust_callable=args.trust_callable)
     print(f"method: {method.label}")
     print(case.describe())
     status = "not applicable" if not outcome.applicable else ("VIOLATED" if outcome.violated else "holds")
@@ -229,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--quiet", action="store_true", help="no progress lines")
     x.set_defaults(func=cmd_experiment)
 
-    r = sub.add_parser("replay", help="re-run a saved counterexample file")
+    r = sub.add_parser("replay", help="re-run a saved counterexample file (validated; runs no code from the file)")
     r.add_argument("file")
-    r.add_argument("--method", help="method to use instead of the recorded one")
+    r.add_argument("--method", help="method to use instead of the recorded one: a built-in name or module:callable (you name the code that runs)")
+    r.add_argument("--trust-callable", action="store_true", help="import and run the module:callable the FILE names: this EXECUTES CODE chosen by the file's author; only for files you trust")
     r.set_defaults(func=cmd_replay)
     return p
 
