@@ -12,8 +12,10 @@ overriding fields (``data=/path/to/imagefolder``, ``model=resnet50``, ``weights=
 ``run(exp, results="results")`` writes ``results/<exp.name>/``:
 
 * ``manifest.json``: experiment, config, git commit, package versions, device, host;
-* ``items.jsonl``: one line per finished item, appended as it finishes, so an interrupted run
-  resumes where it stopped and skips finished work (a torn last line is ignored);
+* ``items.jsonl``: one line per finished item with its provenance (commit, dirty flag, package
+  versions), appended durably as it finishes, so an interrupted run resumes where it stopped and
+  skips finished work (``workbench.store``: a torn last line is cut off and rerun, the folder is
+  locked while a run writes to it, a resume under other code is refused unless allowed);
 * ``summary.json`` and whatever files ``summarize`` writes (PNG figures, Markdown tables).
 
 The directory name derives from the fields: the experiment's name, the fields that differ from
@@ -29,6 +31,7 @@ import json
 import math
 import pkgutil
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +42,7 @@ from typing import Any, Callable, ClassVar, Iterable, Optional, Type, TypeVar, U
 import torch
 
 from .errors import InputError
+from .store import FolderLock, ItemStore, ResultsCorruptError, ResultsMismatchError, write_error, write_json_atomic
 
 __all__ = ["Context", "Experiment", "ImageExperiment", "RunResult", "experiments", "get_experiment", "register", "run", "seed_for"]
 
@@ -215,7 +219,30 @@ def _git_commit() -> dict:
         return {"commit": None, "dirty": None}
     if head.returncode != 0:
         return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    out = {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    if out["dirty"]:  # the commit does not name the code: a hash of the uncommitted changes does
+        try:
+            diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--binary"], cwd=root, capture_output=True, timeout=30)
+            out["diff"] = hashlib.sha256(diff.stdout).hexdigest()[:16] if diff.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            out["diff"] = None
+    return out
+
+
+def provenance() -> dict:
+    """What made a result: git commit, dirty flag (with a hash of the uncommitted diff), versions."""
+    return {**_git_commit(), "versions": _versions()}
+
+
+def _provenance_differences(old: dict, new: dict) -> list[str]:
+    """Readable differences between two provenances (empty: the same code and packages)."""
+    out = []
+    describe = lambda p: f"{(p.get('commit') or 'no commit')[:12]}" + (f" + uncommitted changes {p.get('diff')}" if p.get("dirty") else "")
+    if (old.get("commit"), bool(old.get("dirty")), old.get("diff")) != (new.get("commit"), bool(new.get("dirty")), new.get("diff")):
+        out.append(f"code {describe(old)} -> {describe(new)}")
+    ov, nv = old.get("versions") or {}, new.get("versions") or {}
+    out += [f"{k} {ov.get(k)} -> {nv.get(k)}" for k in sorted(set(ov) | set(nv)) if ov.get(k) != nv.get(k)]
+    return out
 
 
 def _versions() -> dict:
@@ -265,7 +292,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def finished_records(path: Path) -> dict[str, dict]:
-    """key -> record of the items already in ``items.jsonl`` (a torn last line is ignored)."""
+    """key -> record of the items in a results file (read-only: a torn last line is skipped)."""
     done: dict[str, dict] = {}
     if not path.exists():
         return done
@@ -279,52 +306,140 @@ def finished_records(path: Path) -> dict[str, dict]:
     return done
 
 
+def _make_folder(out: Path) -> list[Path]:
+    """Create `out` (and missing parents); the folders created, outermost first, for clean-up."""
+    missing = [p for p in [out, *out.parents] if not p.exists()][::-1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, "create the results folder", out) from None
+    return missing
+
+
+def _check_manifest(out: Path, exp: Experiment, device: torch.device, prov: dict, rows: dict, allow_mixed: bool, say: Callable[[str], None]) -> None:
+    """Write the manifest of a new folder; on resume, refuse another configuration and (unless
+    `allow_mixed`) other code or package versions than the recorded ones."""
+    path = out / "manifest.json"
+    old: Any = None
+    if path.exists():
+        try:
+            text = path.read_text()
+            old = json.loads(text) if text.strip() else "empty"
+        except (OSError, ValueError, UnicodeDecodeError):
+            old = "corrupt"
+        if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
+            what = "empty" if old == "empty" else "not a valid manifest"
+            if rows:
+                raise ResultsCorruptError(
+                    f"{path} is {what}, but {len(rows)} items are recorded under it: their configuration and provenance cannot "
+                    "be checked. Restore the manifest (e.g. from a backup) or move the folder away and run again"
+                )
+            say(f"{path} was {what} and no item is recorded: writing it anew")
+            old = None
+    if old is None:
+        write_json_atomic(path, manifest(exp, device))
+        return
+    if old["config"] != exp.config():
+        raise ResultsMismatchError(f"{out} holds results of another configuration; choose another results directory")
+    seen = [{**(old.get("git") or {}), "versions": old.get("versions") or {}}] + [r["provenance"] for r in rows.values() if isinstance(r.get("provenance"), dict)]
+    distinct = {json.dumps(p, sort_keys=True): p for p in seen}
+    diffs = sorted({d for p in distinct.values() for d in _provenance_differences(p, prov)})
+    if not diffs:
+        return
+    if not allow_mixed:
+        raise ResultsMismatchError(
+            f"{out} holds results made by other code or packages than this run ({'; '.join(diffs[:6])}); resuming would "
+            "mix them in one result. Run into a fresh --results folder, or pass --allow-mixed (run(..., allow_mixed=True)) "
+            "to continue: every item records its own provenance"
+        )
+    say(f"{out}: resuming under different code or packages ({'; '.join(diffs[:6])}); each item records its own provenance")
+    old.setdefault("resumed_under", []).append({**prov, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json_atomic(path, old)
+
+
 def run(
     exp: Experiment,
     *,
     results: Union[str, Path] = "results",
     log: Optional[Callable[[str], None]] = None,
     limit: Optional[int] = None,
+    wait: float = 0.0,
+    allow_mixed: bool = False,
+    shard: str = "items",
 ) -> RunResult:
-    """Run (or resume) `exp`; ``limit`` stops after that many new items (for a partial run)."""
+    """Run (or resume) `exp`; ``limit`` stops after that many new items (for a partial run).
+
+    The results folder is locked for the run (``wait`` seconds for another run to finish, else
+    ``ResultsLockedError`` naming it); items are appended durably to ``<shard>.jsonl`` with their
+    provenance; a resume under other code or package versions is refused unless ``allow_mixed``.
+    A folder this call created is removed again when it fails before recording any item.
+    """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     device = resolve_device(exp.device)
-    out = Path(results) / exp.name
-    out.mkdir(parents=True, exist_ok=True)
-    man_path = out / "manifest.json"
-    if man_path.exists():
-        old = json.loads(man_path.read_text())
-        if old.get("config") != exp.config():
-            raise InputError(f"{out} holds results of another configuration; choose another results directory")
-    else:
-        man_path.write_text(json.dumps(manifest(exp, device), indent=2))
-    items_path = out / "items.jsonl"
-    done = finished_records(items_path)
-    keys = [str(k) for k in exp.items()]
+    keys = [str(k) for k in exp.items()]  # before any folder exists: a bad setting leaves nothing behind
     if len(set(keys)) != len(keys):
         raise InputError(f"{exp.name_prefix}: items() returned duplicate keys")
-    ctx = Context(out, device, exp.seed, say)
-    todo = [k for k in keys if k not in done]
-    if limit is not None:
-        todo = todo[: max(0, limit)]
-    skipped = len(keys) - len([k for k in keys if k not in done])
-    if skipped:
-        say(f"{exp.name}: {skipped} of {len(keys)} items already done, resuming")
-    for i, key in enumerate(todo, 1):
-        t0 = time.monotonic()
-        record = exp.run_item(key, ctx)
-        seconds = time.monotonic() - t0
-        with items_path.open("a") as fh:
-            fh.write(json.dumps({"key": key, "seconds": round(seconds, 4), "record": _plain(record)}) + "\n")
-        done[key] = record
-        say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s ({i}/{len(todo)})")
-    summary: dict = {}
-    if all(k in done for k in keys):
-        summary = _plain(exp.summarize([done[k] for k in keys], ctx))
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    else:
-        say(f"{exp.name}: {sum(k in done for k in keys)} of {len(keys)} items done; run again to finish")
+    out = Path(results) / exp.name
+    created = _make_folder(out)
+    lock, store = FolderLock(out, wait=wait), ItemStore(out, shard, log=say)
+    recorded = locked = False
+    try:
+        lock.acquire()
+        locked = True
+        rows = store.load()
+        prov = provenance()
+        _check_manifest(out, exp, device, prov, rows, allow_mixed, say)
+        stray = sorted(set(rows) - set(keys))
+        if stray:
+            say(f"{exp.name}: {len(stray)} recorded items are not items of this experiment ({', '.join(stray[:3])}); ignored")
+        done = {k: rows[k]["record"] for k in keys if k in rows}
+        ctx = Context(out, device, exp.seed, say)
+        todo = [k for k in keys if k not in done]
+        if limit is not None:
+            todo = todo[: max(0, limit)]
+        skipped = len(done)
+        if skipped:
+            say(f"{exp.name}: {skipped} of {len(keys)} items already done, resuming")
+        store.open()
+        for i, key in enumerate(todo, 1):
+            t0 = time.monotonic()
+            record = exp.run_item(key, ctx)
+            seconds = time.monotonic() - t0
+            row = {"key": key, "seconds": round(seconds, 4), "record": _plain(record), "provenance": prov}
+            store.append(row)
+            recorded = True
+            done[key] = json.loads(json.dumps(row["record"]))  # the form a resume reads back
+            say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s ({i}/{len(todo)})")
+        summary: dict = {}
+        if all(k in done for k in keys):
+            summary = _plain(exp.summarize([done[k] for k in keys], ctx))
+            write_json_atomic(out / "summary.json", summary)
+        else:
+            say(f"{exp.name}: {sum(k in done for k in keys)} of {len(keys)} items done; run again to finish")
+    except BaseException:
+        store.close()
+        lock.release()
+        if created and locked and not recorded:  # never a folder another run holds
+            _remove_new_folder(created, store.path)
+        raise
+    store.close()
+    lock.release()
     return RunResult(out, len(todo), skipped, summary)
+
+
+def _remove_new_folder(created: list[Path], items: Path) -> None:
+    """Remove the folders a failed run created (innermost first), unless some item was recorded."""
+    try:
+        if items.exists() and items.stat().st_size > 0:
+            return  # another run recorded items here meanwhile: not ours to remove
+    except OSError:
+        return
+    shutil.rmtree(created[-1], ignore_errors=True)
+    for folder in reversed(created[:-1]):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            break
 
 
 # -- registry ------------------------------------------------------------------------------------

@@ -1,0 +1,305 @@
+"""Interrupted and concurrent runs never lose, duplicate, corrupt or mix an item.
+
+A small test-only experiment (pure Python items with per-item seeds) is run clean once; then
+every fault -- kill -9 at random moments, a kill in the middle of a write, a torn tail, two runs
+at once, a full disk, a read-only folder, broken manifests, another commit -- is followed by a
+resume, and the items file must hold every item exactly once with the clean run's records and
+the summary must equal the clean run's."""
+
+import collections
+import errno
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from workbench import experiment as X
+from workbench.errors import InputError
+from workbench.store import ResultsCorruptError, ResultsLockedError, ResultsMismatchError, ResultsWriteError, export_items
+
+QUIET = dict(log=lambda m: None)
+
+
+@dataclass(frozen=True)
+class Items(X.Experiment):
+    """Deterministic items; ``pause`` seconds (on average) per item gives a window to kill in."""
+
+    name_prefix = "store-fault-test"
+    n: int = 10
+    pause: float = 0.0
+
+    def items(self):
+        return [f"item-{k:02d}" for k in range(self.n)]
+
+    def run_item(self, key, ctx):
+        if self.pause:
+            time.sleep(self.pause * (ctx.seed_for(key) % 100) / 50)
+        v = ctx.seed_for(key) % 1000
+        return {"value": v, "noise": float(torch.rand(1, generator=ctx.generator(key))), "nested": {"sq": [v, v * v]}}
+
+    def summarize(self, records, ctx):
+        return {"n": len(records), "total": sum(r["value"] for r in records), "noise": sum(r["noise"] for r in records)}
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The clean run's records by key and its summary."""
+    r = X.run(Items(), results=tmp_path_factory.mktemp("clean"), **QUIET)
+    rows = [json.loads(line) for line in (r.out_dir / "items.jsonl").read_text().splitlines()]
+    return {row["key"]: row["record"] for row in rows}, r.summary
+
+
+def assert_exactly_once(out_dir, clean, summary=None):
+    """Every item exactly once, with the clean record, whole lines only; the summary as clean."""
+    records, clean_summary = clean
+    data = (out_dir / "items.jsonl").read_bytes()
+    assert data.endswith(b"\n")
+    rows = [json.loads(line) for line in data.decode().splitlines()]
+    counts = collections.Counter(r["key"] for r in rows)
+    lost = set(records) - set(counts)
+    duplicated = {k for k, c in counts.items() if c > 1}
+    corrupted = {r["key"] for r in rows if r["record"] != records.get(r["key"])}
+    assert (lost, duplicated, corrupted) == (set(), set(), set())
+    assert all(r["provenance"]["versions"]["torch"] == torch.__version__ for r in rows)
+    if summary is not None:
+        assert summary == clean_summary
+    assert json.loads((out_dir / "summary.json").read_text()) == clean_summary
+
+
+def _fork_run(exp, results, status_file=None, **kw):
+    """Run `exp` in a forked child; its exit status 3 means refused (message in status_file)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            X.run(exp, results=results, **QUIET, **kw)
+        except ResultsLockedError as e:
+            code = 3
+            if status_file:
+                open(status_file, "w").write(str(e))
+        except BaseException:
+            code = 4
+        os._exit(code)
+    return pid
+
+
+def _exit_code(pid):
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_kill_9_at_random_moments_then_resume(tmp_path, clean):
+    exp = Items(pause=0.01)
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    out = tmp_path / exp.name
+    kills = 0
+    for _ in range(5):
+        pid = _fork_run(exp, tmp_path)
+        time.sleep(rng.uniform(0.0, 0.12))
+        os.kill(pid, signal.SIGKILL)
+        code = _exit_code(pid)
+        kills += code == -signal.SIGKILL
+        if (out / "items.jsonl").exists():  # between runs: whole lines, no key twice
+            lines = (out / "items.jsonl").read_text().splitlines()
+            assert len({json.loads(line)["key"] for line in lines}) == len(lines)
+    assert kills >= 1
+    r = X.run(exp, results=tmp_path, **QUIET)
+    assert r.skipped + r.done == exp.n
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+def test_kill_9_in_the_middle_of_a_write(tmp_path, clean):
+    exp = Items()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child writes half of its third item, then dies
+        real, calls = os.write, []
+
+        def half_then_die(fd, data):
+            if bytes(data[:8]) == b'{"key":"':
+                calls.append(1)
+                if len(calls) == 3:
+                    real(fd, bytes(data[: len(data) // 2]))
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(fd, data)
+
+        os.write = half_then_die
+        try:
+            X.run(exp, results=tmp_path, **QUIET)
+        finally:
+            os._exit(0)
+    assert _exit_code(pid) == -signal.SIGKILL
+    items = tmp_path / exp.name / "items.jsonl"
+    assert not items.read_bytes().endswith(b"\n")  # the torn tail is there
+    messages = []
+    r = X.run(exp, results=tmp_path, log=messages.append)
+    assert r.skipped == 2 and any("torn last line" in m for m in messages)
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+def test_a_torn_tail_is_cut_off_and_rerun(tmp_path, clean):
+    exp = Items()
+    X.run(exp, results=tmp_path, limit=3, **QUIET)
+    items = tmp_path / exp.name / "items.jsonl"
+    with items.open("a") as fh:
+        fh.write('{"key":"item-03","record":{"val')
+    r = X.run(exp, results=tmp_path, **QUIET)
+    assert r.skipped == 3
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+def test_a_bad_line_inside_the_file_or_a_key_twice_is_an_error(tmp_path):
+    exp = Items()
+    X.run(exp, results=tmp_path, limit=3, **QUIET)
+    items = tmp_path / exp.name / "items.jsonl"
+    lines = items.read_text().splitlines(keepends=True)
+    items.write_text(lines[0] + '{"key": "item-01", "rec\n' + "".join(lines[1:]))
+    with pytest.raises(ResultsCorruptError, match="line 2"):
+        X.run(exp, results=tmp_path, **QUIET)
+    items.write_text("".join(lines) + lines[0])
+    with pytest.raises(ResultsCorruptError, match="recorded twice"):
+        X.run(exp, results=tmp_path, **QUIET)
+
+
+def test_two_runs_at_once_one_refuses_naming_the_holder(tmp_path, clean):
+    exp = Items(pause=0.02)
+    first = _fork_run(exp, tmp_path)
+    time.sleep(0.3)
+    msg = tmp_path / "refused.txt"
+    second = _fork_run(exp, tmp_path, status_file=msg)
+    codes = sorted([_exit_code(first), _exit_code(second)])
+    assert codes == [0, 3], codes
+    assert f"pid {first}" in msg.read_text() and "--wait" in msg.read_text()
+    assert_exactly_once(tmp_path / exp.name, clean)
+
+
+def test_two_runs_at_once_the_second_waits_and_skips_everything(tmp_path, clean):
+    exp = Items(pause=0.01)
+    a = _fork_run(exp, tmp_path, wait=60)
+    b = _fork_run(exp, tmp_path, wait=60)
+    assert (_exit_code(a), _exit_code(b)) == (0, 0)
+    assert_exactly_once(tmp_path / exp.name, clean)
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["write-refused", "half-written"])
+def test_a_full_disk_keeps_whole_lines_and_resumes(tmp_path, clean, monkeypatch, partial):
+    exp = Items()
+    real, calls = os.write, []
+
+    def full(fd, data):
+        if bytes(data[:8]) == b'{"key":"':
+            calls.append(1)
+            if len(calls) == 3:
+                if partial:
+                    return real(fd, bytes(data[:10]))  # a short write, then the next call fails
+                raise OSError(errno.ENOSPC, "No space left on device")
+            if len(calls) > 3 and partial and len(calls) == 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        elif partial and len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(ResultsWriteError, match="disk is full"):
+        X.run(exp, results=tmp_path, **QUIET)
+    monkeypatch.setattr(os, "write", real)
+    lines = (tmp_path / exp.name / "items.jsonl").read_bytes()
+    assert lines.endswith(b"\n") and lines.count(b"\n") == 2
+    r = X.run(exp, results=tmp_path, **QUIET)
+    assert r.skipped == 2
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+def test_a_read_only_folder_is_a_clear_error(tmp_path, clean, monkeypatch):
+    exp = Items()
+    X.run(exp, results=tmp_path, limit=2, **QUIET)
+    real_open = os.open
+
+    def read_only(path, flags, *a, **k):
+        if str(path).startswith(str(tmp_path)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(ResultsWriteError, match="not writable"):
+        X.run(exp, results=tmp_path, **QUIET)
+    monkeypatch.setattr(os, "open", real_open)
+    if os.geteuid() != 0:  # the real thing, where permissions bind (not as root)
+        (tmp_path / exp.name).chmod(0o555)
+        try:
+            with pytest.raises(ResultsWriteError, match="not writable"):
+                X.run(exp, results=tmp_path, **QUIET)
+        finally:
+            (tmp_path / exp.name).chmod(0o755)
+    r = X.run(exp, results=tmp_path, **QUIET)
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"config": 3}'], ids=["empty", "truncated", "list", "no-config"])
+def test_broken_manifests(tmp_path, clean, text):
+    exp = Items()
+    X.run(exp, results=tmp_path, limit=2, **QUIET)
+    manifest = tmp_path / exp.name / "manifest.json"
+    manifest.write_text(text)
+    with pytest.raises(ResultsCorruptError, match="2 items are recorded"):
+        X.run(exp, results=tmp_path, **QUIET)
+    (tmp_path / exp.name / "items.jsonl").unlink()  # nothing recorded: the manifest is written anew
+    r = X.run(exp, results=tmp_path, **QUIET)
+    assert json.loads(manifest.read_text())["config"] == exp.config()
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+def test_resuming_under_another_commit_refuses_unless_allowed(tmp_path, clean, monkeypatch):
+    exp = Items()
+    X.run(exp, results=tmp_path, limit=4, **QUIET)
+    real = X.provenance()
+    other = {**real, "commit": "f" * 40, "dirty": False}
+    monkeypatch.setattr(X, "provenance", lambda: other)
+    with pytest.raises(ResultsMismatchError, match="fffffffffff"):
+        X.run(exp, results=tmp_path, **QUIET)
+    changed = {**real, "versions": {**real["versions"], "torch": "0.0.1"}}
+    monkeypatch.setattr(X, "provenance", lambda: changed)
+    with pytest.raises(ResultsMismatchError, match="torch"):
+        X.run(exp, results=tmp_path, **QUIET)
+    monkeypatch.setattr(X, "provenance", lambda: other)
+    r = X.run(exp, results=tmp_path, allow_mixed=True, **QUIET)
+    rows = [json.loads(line) for line in (r.out_dir / "items.jsonl").read_text().splitlines()]
+    assert {row["provenance"]["commit"] for row in rows} == {real["commit"], "f" * 40}
+    assert json.loads((r.out_dir / "manifest.json").read_text())["resumed_under"][0]["commit"] == "f" * 40
+    monkeypatch.setattr(X, "provenance", lambda: real)
+    assert X.run(exp, results=tmp_path, allow_mixed=True, **QUIET).summary == clean[1]
+
+
+@dataclass(frozen=True)
+class Failing(Items):
+    fail_at: int = 0
+
+    def run_item(self, key, ctx):
+        if key == f"item-{self.fail_at:02d}":
+            raise RuntimeError("boom")
+        return super().run_item(key, ctx)
+
+
+def test_no_orphan_folder_after_a_failed_setting_or_first_item(tmp_path):
+    cls = X.get_experiment("ig-baselines")
+    with pytest.raises(InputError):
+        X.run(X.configure(cls, ["images=-1"]), results=tmp_path / "r", **QUIET)
+    with pytest.raises(RuntimeError):
+        X.run(Failing(), results=tmp_path / "r", **QUIET)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(RuntimeError):  # items were recorded: the folder stays, to resume
+        X.run(Failing(fail_at=2), results=tmp_path / "r", **QUIET)
+    assert len((tmp_path / "r" / Failing(fail_at=2).name / "items.jsonl").read_text().splitlines()) == 2
+
+
+def test_export_as_jsonl_and_csv(tmp_path, clean):
+    r = X.run(Items(), results=tmp_path, **QUIET)
+    assert export_items(r.out_dir, tmp_path / "out.jsonl") == 10
+    assert [json.loads(line)["record"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == list(clean[0].values())
+    assert export_items(r.out_dir, tmp_path / "out.csv", format="csv") == 10
+    header, first = (tmp_path / "out.csv").read_text().splitlines()[:2]
+    assert header == "key,seconds,commit,dirty,nested,noise,value" and first.startswith("item-00,")
