@@ -424,6 +424,9 @@ def _checked_networks(data: dict, limits: ReplayLimits, path: Any) -> dict:
     x_shape = _shape(case["x"], "x", limits, path)
     if _shape(case["baseline"], "baseline", limits, path) != x_shape:
         raise _bad(path, "baseline and x have different shapes")
+    for name, value in case.get("params", {}).items():
+        if isinstance(value, list) and _shape(value, f"params.{name}", limits, path) != x_shape:
+            raise _bad(path, f"params.{name} is an array: it must be a point of the input space, of x's shape {x_shape}")
     specs, total = {}, 0
     for name, net in case["networks"].items():
         try:
@@ -602,7 +605,18 @@ class _Watched:
         self.raised = False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._method, name)
+        value = getattr(self._method, name)
+        if not callable(value):
+            return value
+
+        def watched(*args: Any, **kwargs: Any) -> Any:  # representation(), reconstruct(), ...
+            try:
+                return value(*args, **kwargs)
+            except BaseException:
+                self.raised = True
+                raise
+
+        return watched
 
     def attribute(self, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -137,6 +137,7 @@ MALFORMED = [
     ("target negative", _set(["case", "target"], -1)),
     ("target fractional", _set(["case", "target"], 0.5)),
     ("params not a dict", _set(["case", "params"], [1, 2])),
+    ("params array of another shape", lambda d: d.update(axiom="weak-dependence") or d["case"].update(params={"x2": [[1.0, 2.0, 3.0]]})),
     ("dummy without feature", _set(["axiom"], "dummy")),
     ("symmetry index out of range", lambda d: d.update(axiom="symmetry") or d["case"].update(params={"i": 0, "j": 99})),
 ]
@@ -274,4 +275,13 @@ def test_a_valid_case_with_a_method_error_is_the_methods_failure_not_the_files(t
 
     outcome, _, _ = replay(path, method=crash)
     assert outcome.violated and "boom" in outcome.note
-    assert isinstance(InputError("x"), WorkbenchError)
+
+    class BrokenReconstruct(type(workbench.method("full-gradients"))):
+        def reconstruct(self, *args, **kwargs):
+            raise RuntimeError("reconstruct is broken")
+
+    path = _save(tmp_path, workbench.method("full-gradients"), axiom="full-gradient-completeness")
+    assert not replay(path)[0].violated
+    outcome, _, _ = replay(path, method=BrokenReconstruct())
+    assert outcome.violated and "reconstruct is broken" in outcome.note
+    assert issubclass(InputError, WorkbenchError)

@@ -48,6 +48,7 @@ def test_malicious_pickle_is_refused_at_every_entry_point_and_runs_nothing(evil,
     with pytest.raises(UnsafeCheckpointError):
         X.run(exp, results=tmp_path / "results", log=lambda m: None)
     assert not marker.exists()
+    assert not (tmp_path / "results").exists()  # the failed run left no folder behind
     # the opt-in is what runs it: proof that the marker would have caught a load
     read_checkpoint(path, allow_pickle=True)
     assert marker.exists()
