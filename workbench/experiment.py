@@ -369,9 +369,9 @@ def run(
 ) -> RunResult:
     """Run (or resume) `exp`; ``limit`` stops after that many new items (for a partial run).
 
-    The results folder is locked for the run (``wait`` seconds for another run to finish, else
-    ``ResultsLockedError`` naming it); items are appended durably to ``<shard>.jsonl`` with their
-    provenance; a resume under other code or package versions is refused unless ``allow_mixed``.
+    The results folder (precisely: its ``shard``) is locked for the run (``wait`` seconds for
+    another run to finish, else ``ResultsLockedError`` naming it); items are appended durably to
+    ``<shard>.jsonl`` with their provenance; a resume under other code or package versions is refused unless ``allow_mixed``.
     A folder this call created is removed again when it fails before recording any item.
     """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -381,14 +381,17 @@ def run(
         raise InputError(f"{exp.name_prefix}: items() returned duplicate keys")
     out = Path(results) / exp.name
     created = _make_folder(out)
-    lock, store = FolderLock(out, wait=wait), ItemStore(out, shard, log=say)
+    # one lock per shard (the default shard: one per folder); the manifest under its own short lock,
+    # so that runs writing different shards of one folder (one per rank) can share it
+    lock, store = FolderLock(out, shard, wait=wait), ItemStore(out, shard, log=say)
     recorded = locked = False
     try:
         lock.acquire()
         locked = True
         rows = store.load()
         prov = provenance()
-        _check_manifest(out, exp, device, prov, rows, allow_mixed, say)
+        with FolderLock(out, "manifest", wait=60.0):
+            _check_manifest(out, exp, device, prov, rows, allow_mixed, say)
         stray = sorted(set(rows) - set(keys))
         if stray:
             say(f"{exp.name}: {len(stray)} recorded items are not items of this experiment ({', '.join(stray[:3])}); ignored")
