@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shlex
 import tempfile
 import typing
 from dataclasses import asdict, dataclass
@@ -554,15 +555,16 @@ def _rebuild_prototype(rec: dict, allow_import: bool, path: Any) -> Method:
 
 def _how_to_run(path: Any, what: str, reference: Optional[str]) -> UntrustedCodeError:
     named = f" ({reference})" if reference else ""
+    shown = shlex.quote(str(path))
     lines = [
         f"{path} was not replayed: its method is {what}{named}, code that replaying would import and run.",
         "A replay file never runs code by itself. To replay it:",
     ]
     if reference:
-        lines.append(f"  workbench replay {path} --method {reference}      (you name the code; in Python: replay(FILE, method=...))")
-        lines.append(f"  workbench replay {path} --trust-callable          (import what the file names: only for files you trust)")
+        lines.append(f"  workbench replay {shown} --method {shlex.quote(reference)}   (you name the code; in Python: replay(FILE, method=...))")
+        lines.append(f"  workbench replay {shown} --trust-callable   (import what the file names: only for files you trust)")
     else:
-        lines.append(f"  workbench replay {path} --method MODULE:CALLABLE  (or a built-in method name; in Python: replay(FILE, method=f))")
+        lines.append(f"  workbench replay {shown} --method MODULE:CALLABLE   (or a built-in method name; in Python: replay(FILE, method=f))")
     return UntrustedCodeError("\n".join(lines))
 
 

@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import workbench
 from workbench.axioms import Case, get_axiom
@@ -285,3 +287,43 @@ def test_a_valid_case_with_a_method_error_is_the_methods_failure_not_the_files(t
     outcome, _, _ = replay(path, method=BrokenReconstruct())
     assert outcome.violated and "reconstruct is broken" in outcome.note
     assert issubclass(InputError, WorkbenchError)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:3]):
+            yield from _paths(v, prefix + (i,))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(data=st.data())
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_mutation_of_a_valid_file_replays_or_is_a_workbench_error(base, tmp_path, data):
+    doc = copy.deepcopy(base)
+    paths = [p for p in _paths(doc) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        where = data.draw(st.sampled_from(paths))
+        node = doc
+        try:
+            for k in where[:-1]:
+                node = node[k]
+            node[where[-1]] = data.draw(_JSON)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation replaced a parent
+    path = tmp_path / "mutated.json"
+    path.write_text(json.dumps(doc))
+    try:
+        outcome, _, _ = replay(path)
+    except WorkbenchError:
+        return
+    assert outcome.applicable in (True, False)
