@@ -104,33 +104,57 @@ class FolderLock:
     ``wait``: seconds to wait for another holder to finish (0: refuse at once).
     """
 
-    def __init__(self, folder: Path, name: str = "run", *, wait: float = 0.0, poll: float = 0.1) -> None:
+    #: seconds to wait beyond ``wait`` while the recorded holder is dead or unknown
+    GRACE = 5.0
+
+    def __init__(self, folder: Path, name: str = "run", *, wait: float = 0.0, poll: float = 0.05) -> None:
         self.path = Path(folder) / f"{name}.lock"
         self.wait = wait
         self.poll = poll
         self._fd: Optional[int] = None
 
-    def holder(self) -> str:
+    def _info(self) -> dict:
         try:
             info = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
-            info = {}
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def holder(self) -> str:
+        info = self._info()
         if not info:
             return "another process (no holder recorded yet)"
         return f"pid {info.get('pid')} on host {info.get('host')}, since {info.get('started')}"
+
+    def _holder_gone(self) -> bool:
+        """The recorded holder is unknown or a dead process of this host: the lock is on its way
+        out (a child it forked keeps the lock until that child execs or exits)."""
+        info = self._info()
+        if not info:
+            return True
+        if info.get("host") != platform.node() or not isinstance(info.get("pid"), int):
+            return False
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def acquire(self) -> "FolderLock":
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise write_error(e, "lock", self.path.parent) from None
-        deadline = time.monotonic() + self.wait
+        start = time.monotonic()
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                waited = time.monotonic() - start
+                if waited >= self.wait and not (waited < self.GRACE and self._holder_gone()):
                     os.close(fd)
                     hint = f"waited {self.wait:g} s; " if self.wait else ""
                     raise ResultsLockedError(

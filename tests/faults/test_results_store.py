@@ -95,7 +95,9 @@ def _exit_code(pid):
 
 def test_kill_9_at_random_moments_then_resume(tmp_path, clean):
     exp = Items(pause=0.01)
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    seed = int(os.environ.get("WORKBENCH_FAULT_SEED") or int.from_bytes(os.urandom(4), "little"))
+    rng = random.Random(seed)
+    print(f"kill moments drawn with WORKBENCH_FAULT_SEED={seed}")  # shown when the test fails
     out = tmp_path / exp.name
     kills = 0
     for _ in range(5):
@@ -166,9 +168,13 @@ def test_a_bad_line_inside_the_file_or_a_key_twice_is_an_error(tmp_path):
 
 
 def test_two_runs_at_once_one_refuses_naming_the_holder(tmp_path, clean):
-    exp = Items(pause=0.02)
+    exp = Items(pause=0.05)
     first = _fork_run(exp, tmp_path)
-    time.sleep(0.3)
+    lock = tmp_path / exp.name / "items.lock"
+    for _ in range(400):  # until the first run holds the folder (its pid in the lock file)
+        if lock.exists() and f'"pid": {first}' in lock.read_text():
+            break
+        time.sleep(0.025)
     msg = tmp_path / "refused.txt"
     second = _fork_run(exp, tmp_path, status_file=msg)
     codes = sorted([_exit_code(first), _exit_code(second)])
