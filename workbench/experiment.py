@@ -31,6 +31,7 @@ import json
 import math
 import pkgutil
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from typing import Any, Callable, ClassVar, Iterable, Optional, Type, TypeVar, U
 import torch
 
 from .errors import InputError
-from .store import FolderLock, ItemStore, ResultsCorruptError, ResultsMismatchError, write_error, write_json_atomic
+from .store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, ResultsMismatchError, write_error, write_json_atomic
 
 __all__ = ["Context", "Experiment", "ImageExperiment", "RunResult", "experiments", "get_experiment", "register", "run", "seed_for"]
 
@@ -371,9 +372,12 @@ def run(
 
     The results folder (precisely: its ``shard``) is locked for the run (``wait`` seconds for
     another run to finish, else ``ResultsLockedError`` naming it); items are appended durably to
-    ``<shard>.jsonl`` with their provenance; a resume under other code or package versions is refused unless ``allow_mixed``.
-    A folder this call created is removed again when it fails before recording any item.
+    ``<shard>.jsonl`` with their provenance; a resume under other code or package versions is
+    refused unless ``allow_mixed``. A folder this call created is removed again when the call
+    fails before recording any item.
     """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", shard) or shard in ("manifest", "summary"):
+        raise InputError(f"shard must be a plain name (letters, digits, _ . -), not 'manifest' or 'summary'; got {shard!r}")
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     device = resolve_device(exp.device)
     keys = [str(k) for k in exp.items()]  # before any folder exists: a bad setting leaves nothing behind
@@ -419,10 +423,10 @@ def run(
             write_json_atomic(out / "summary.json", summary)
         else:
             say(f"{exp.name}: {sum(k in done for k in keys)} of {len(keys)} items done; run again to finish")
-    except BaseException:
+    except BaseException as e:
         store.close()
         lock.release()
-        if created and locked and not recorded:  # never a folder another run holds
+        if created and not recorded and (locked or not isinstance(e, ResultsLockedError)):  # never a folder another run holds
             _remove_new_folder(created, store.path)
         raise
     store.close()

@@ -309,3 +309,30 @@ def test_export_as_jsonl_and_csv(tmp_path, clean):
     assert export_items(r.out_dir, tmp_path / "out.csv", format="csv") == 10
     header, first = (tmp_path / "out.csv").read_text().splitlines()[:2]
     assert header == "key,seconds,commit,dirty,nested,noise,value" and first.startswith("item-00,")
+
+
+def test_a_folder_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def read_only(path, flags, *a, **k):
+        if str(path).startswith(str(tmp_path / "new")) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(ResultsWriteError, match="not writable"):
+        X.run(Items(), results=tmp_path / "new" / "deeper", **QUIET)
+    assert not (tmp_path / "new").exists()
+
+
+def test_shards_of_one_folder_lock_separately(tmp_path, clean):
+    """Runs writing different shards (issue 14: one per rank) share the folder and its manifest."""
+    exp = Items(pause=0.01)
+    a = _fork_run(exp, tmp_path, shard="rank0")
+    b = _fork_run(exp, tmp_path, shard="rank1")
+    assert (_exit_code(a), _exit_code(b)) == (0, 0)
+    for shard in ("rank0", "rank1"):
+        keys = [json.loads(line)["key"] for line in (tmp_path / exp.name / f"{shard}.jsonl").read_text().splitlines()]
+        assert sorted(keys) == sorted(clean[0])
+    with pytest.raises(InputError, match="shard"):
+        X.run(exp, results=tmp_path, shard="manifest", **QUIET)
