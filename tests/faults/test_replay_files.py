@@ -140,6 +140,7 @@ MALFORMED = [
     ("target fractional", _set(["case", "target"], 0.5)),
     ("params not a dict", _set(["case", "params"], [1, 2])),
     ("params array of another shape", lambda d: d.update(axiom="weak-dependence") or d["case"].update(params={"x2": [[1.0, 2.0, 3.0]]})),
+    ("params ragged array", lambda d: d["case"].update(params={"x2": [[1.0], [2.0, 3.0]]})),
     ("dummy without feature", _set(["axiom"], "dummy")),
     ("symmetry index out of range", lambda d: d.update(axiom="symmetry") or d["case"].update(params={"i": 0, "j": 99})),
 ]
