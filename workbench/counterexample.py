@@ -5,7 +5,7 @@ and allocates nothing the file did not pay for in bytes:
 
 1. the text is bounded (``ReplayLimits.max_bytes``) and parsed with non-finite numbers refused
    and nesting bounded (``max_depth``);
-2. the document is validated against a versioned JSON Schema (``schema()``, generated from the
+2. the document is validated against a versioned JSON Schema (``workbench.replay_schema``, from the
    layer registry ``workbench.nets.spec.LAYER_TYPES`` and the axiom registry) before anything is
    built: unknown keys, layer types and dtypes are errors, widths and kernels are bounded;
 3. every network is laid out on the ``meta`` device (shapes, no memory) and its parameter and
@@ -14,7 +14,7 @@ and allocates nothing the file did not pay for in bytes:
 
 The method a file names is a registry label (``integrated-gradients[rule='exact']``, parsed, never
 evaluated), a prototype rule method made of built-in rules (rebuilt from the rules' names and
-numbers), or an importable callable. A callable is imported only when the user names it
+numbers: ``workbench.prototype_record``), or an importable callable. A callable is imported only when the user names it
 (``--method module:callable``) or allows it (``--trust-callable``); the default says what the
 file names and how to run it. The peer adapters of ``workbench.peers`` are part of the bench and
 always allowed. Every malformed file raises a ``WorkbenchError`` (exit status 2 on the command line).
@@ -22,7 +22,6 @@ always allowed. Every malformed file raises a ``WorkbenchError`` (exit status 2 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -30,201 +29,21 @@ import os
 import re
 import shlex
 import tempfile
-import typing
-from dataclasses import asdict, dataclass
-from functools import lru_cache
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
-from torch import nn
 
 from . import __version__
-from .axioms import Case, Outcome, axioms, get_axiom
+from .axioms import Case, Outcome, get_axiom
 from .errors import InputError, UntrustedCodeError, WorkbenchError
 from .methods.base import CallableMethod, Method, as_method
 from .nets import spec as S
+from .prototype_record import NeedsCode, NotSerializable, PrototypeRecordError, prototype_record, rebuild_prototype
+from .replay_schema import DTYPES, LIMITS, READABLE_VERSIONS, SCHEMA_VERSION, ReplayLimits, schema
 
 __all__ = ["ReplayLimits", "SCHEMA_VERSION", "load_counterexample", "method_record", "replay", "save_counterexample", "schema"]
-
-#: the version written; files of every version in ``READABLE_VERSIONS`` go through the same schema
-SCHEMA_VERSION = 2
-#: version 1 (before the schema) had the same layout with fewer method forms
-READABLE_VERSIONS = (1, 2)
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class ReplayLimits:
-    """Bounds on what a replay file may ask for, checked before any allocation.
-
-    The checker's shrunk counterexamples are a few units wide; these bounds leave room for
-    hand-made cases (a 64x64 RGB input, a 4096-unit layer) and refuse what would allocate
-    gigabytes or take minutes.
-    """
-
-    max_bytes: int = 32 * 2**20
-    max_depth: int = 48  # JSON nesting (a conv weight is 4 deep, a residual body adds 3 per level)
-    max_width: int = 4096  # units / channels of a layer, entries of one input dimension
-    max_kernel: int = 64
-    max_layers: int = 64
-    max_networks: int = 8
-    max_elements: int = 4_000_000  # of one tensor: a parameter, the input, an activation
-    max_total_elements: int = 8_000_000  # of all parameters of all networks
-    max_label: int = 400
-    max_option_int: int = 10_000  # integer literals in a method label (steps, samples, ...)
-
-
-LIMITS = ReplayLimits()
-
-# bounds of the layer fields by name: (minimum, maximum); ints default to [0, max_width]
-_FIELD_BOUNDS: dict[str, Callable[[ReplayLimits], tuple[float, float]]] = {
-    "out_features": lambda L: (1, L.max_width),
-    "out_channels": lambda L: (1, L.max_width),
-    "kernel_size": lambda L: (1, L.max_kernel),
-    "stride": lambda L: (1, L.max_kernel),
-    "padding": lambda L: (0, L.max_kernel),
-}
-_POSITIVE_FLOATS = ("eps", "beta")
-
-
-# -- schema -------------------------------------------------------------------------------------
-def _field_schema(name: str, tp: Any, limits: ReplayLimits, where: str) -> dict:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Union and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return {"anyOf": [_field_schema(name, inner[0], limits, where), {"type": "null"}]}
-    if tp is bool:
-        return {"type": "boolean"}
-    if tp is int:
-        lo, hi = _FIELD_BOUNDS.get(name, lambda L: (0, L.max_width))(limits)
-        return {"type": "integer", "minimum": lo, "maximum": hi}
-    if tp is float:
-        return {"type": "number", "exclusiveMinimum": 0} if name in _POSITIVE_FLOATS else {"type": "number"}
-    if name == "body":
-        return {"type": "array", "maxItems": limits.max_layers, "items": {"$ref": "#/$defs/layer"}}
-    raise WorkbenchError(f"layer field {where}.{name} has a type ({tp!r}) the replay schema does not model; extend workbench.counterexample")
-
-
-def _layer_schemas(limits: ReplayLimits) -> list[dict]:
-    out = []
-    for type_name, cls in S.LAYER_TYPES.items():
-        hints = typing.get_type_hints(cls)
-        props = {"type": {"const": type_name}}
-        for f in dataclasses.fields(cls):
-            props[f.name] = _field_schema(f.name, hints[f.name], limits, type_name)
-        out.append({"type": "object", "properties": props, "required": ["type"], "additionalProperties": False})
-    return out
-
-
-def schema(limits: ReplayLimits = LIMITS) -> dict:
-    """The JSON Schema (draft 2020-12) of a counterexample file, from the layer and axiom registries."""
-    return _schema(limits)
-
-
-@lru_cache(maxsize=4)
-def _schema(limits: ReplayLimits) -> dict:
-    name = {"type": "string", "minLength": 1, "maxLength": limits.max_label}
-    claims = {"type": "object", "maxProperties": 64, "additionalProperties": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}}
-    matcher = {
-        "oneOf": [
-            {"type": "object", "properties": {"layers": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"}}}, "required": ["layers"], "additionalProperties": False},
-            {"type": "object", "properties": {"pattern": {"type": "string", "maxLength": 200}}, "required": ["pattern"], "additionalProperties": False},
-        ]
-    }
-    rule = {
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {
-                    "rule": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
-                    "fields": {"type": "object", "maxProperties": 16, "additionalProperties": {"anyOf": [
-                        {"type": ["number", "boolean", "null"]}, {"type": "string", "maxLength": 100},
-                        {"type": "array", "maxItems": limits.max_width, "items": {"type": "number"}},
-                    ]}},
-                },
-                "required": ["rule", "fields"],
-                "additionalProperties": False,
-            },
-            {"type": "object", "properties": {"function": {"type": "string", "maxLength": limits.max_label}}, "required": ["function"], "additionalProperties": False},
-        ]
-    }
-    prototype = {
-        "type": "object",
-        "properties": {
-            "rules": {"type": "array", "maxItems": 32, "items": {"type": "array", "prefixItems": [matcher, rule], "minItems": 2, "maxItems": 2}},
-            "first": {"anyOf": [rule, {"type": "null"}]},
-            "canonizers": {"type": "array", "maxItems": 8, "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"}},
-            "seed": {"enum": ["gradient", "relevance"]},
-            "times_input": {"type": "boolean"},
-        },
-        "required": ["rules", "first", "canonizers", "seed", "times_input"],
-        "additionalProperties": False,
-    }
-    method = {
-        "oneOf": [
-            {"type": "object", "properties": {"label": name}, "required": ["label"], "additionalProperties": False},
-            {"type": "object", "properties": {"callable": {"anyOf": [name, {"type": "null"}]}, "name": name, "claims": claims}, "required": ["callable", "name"], "additionalProperties": False},
-            {"type": "object", "properties": {"prototype": {"anyOf": [prototype, {"type": "null"}]}, "name": name, "claims": claims, "reason": {"type": "string", "maxLength": 1000}}, "required": ["prototype", "name"], "additionalProperties": False},
-        ]
-    }
-    param_value = {"anyOf": [{"type": ["number", "boolean", "null"]}, {"type": "string", "maxLength": 200}, {"type": "array"}]}
-    network = {
-        "type": "object",
-        "properties": {
-            "spec": {
-                "type": "object",
-                "properties": {
-                    "input_shape": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "integer", "minimum": 1, "maximum": limits.max_width}},
-                    "layers": {"type": "array", "minItems": 1, "maxItems": limits.max_layers, "items": {"$ref": "#/$defs/layer"}},
-                    "shared_relu": {"type": "boolean"},
-                },
-                "required": ["input_shape", "layers"],
-                "additionalProperties": False,
-            },
-            "state": {"type": "object", "maxProperties": 4 * limits.max_layers, "additionalProperties": {"type": ["array", "number"]}},
-        },
-        "required": ["spec", "state"],
-        "additionalProperties": False,
-    }
-    number_or_text = {"anyOf": [{"type": "number"}, {"enum": ["inf", "-inf", "nan"]}]}
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "workbench counterexample",
-        "type": "object",
-        "properties": {
-            "workbench_counterexample": {"enum": list(READABLE_VERSIONS)},
-            "workbench_version": {"type": "string", "maxLength": 100},
-            "torch_version": {"type": "string", "maxLength": 100},
-            "axiom": {"enum": sorted(axioms())},
-            "method": method,
-            "dtype": {"enum": sorted(DTYPES)},
-            "outcome": {
-                "type": "object",
-                "properties": {"residual": number_or_text, "tolerance": {"type": "number", "minimum": 0}, "applicable": {"type": "boolean"}, "note": {"type": "string", "maxLength": 10_000}},
-                "required": ["tolerance"],
-                "additionalProperties": False,
-            },
-            "case": {
-                "type": "object",
-                "properties": {
-                    "networks": {"type": "object", "minProperties": 1, "maxProperties": limits.max_networks, "propertyNames": {"pattern": "^[A-Za-z0-9_]{1,32}$"}, "additionalProperties": network},
-                    "x": {"type": "array"},
-                    "baseline": {"type": "array"},
-                    "target": {"type": "integer", "minimum": 0, "maximum": limits.max_width},
-                    "params": {"type": "object", "maxProperties": 16, "propertyNames": {"pattern": "^[A-Za-z0-9_]{1,32}$"}, "additionalProperties": param_value},
-                    "label": {"type": "string", "maxLength": 200},
-                },
-                "required": ["networks", "x", "baseline", "target"],
-                "additionalProperties": False,
-            },
-        },
-        "required": ["workbench_counterexample", "axiom", "method", "dtype", "outcome", "case"],
-        "additionalProperties": False,
-        "$defs": {"layer": {"oneOf": _layer_schemas(limits)}},
-    }
-
 
 # -- writing ------------------------------------------------------------------------------------
 def _jsonable(d: Any) -> Any:
@@ -237,60 +56,6 @@ def _jsonable(d: Any) -> Any:
     return d
 
 
-def _rule_record(rule: Any) -> dict:
-    from . import rules as R
-    from .prototype import FunctionRule
-
-    if isinstance(rule, FunctionRule):
-        ref = CallableMethod(rule.function).reference
-        if ref is None:
-            raise _NotSerializable(f"the function {getattr(rule.function, '__qualname__', rule.function)!r} cannot be imported again")
-        return {"function": ref}
-    name = type(rule).__name__
-    if getattr(R, name, None) is not type(rule) or not dataclasses.is_dataclass(rule):
-        raise _NotSerializable(f"the rule {rule!r} is not a built-in workbench.rules rule")
-    fields = {}
-    for f in dataclasses.fields(rule):
-        v = getattr(rule, f.name)
-        if isinstance(v, (tuple, list)) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
-            v = list(v)
-        elif not (v is None or isinstance(v, (bool, int, float, str))):
-            raise _NotSerializable(f"the field {f.name} of {name} holds a {type(v).__name__}")
-        fields[f.name] = v
-    return {"rule": name, "fields": fields}
-
-
-def _matcher_record(matcher: Any) -> dict:
-    if isinstance(matcher, str):
-        return {"pattern": matcher}
-    types = matcher if isinstance(matcher, tuple) else (matcher,)
-    if all(isinstance(t, type) and getattr(nn, t.__name__, None) is t for t in types):
-        return {"layers": [t.__name__ for t in types]}
-    raise _NotSerializable(f"the matcher {matcher!r} is neither a torch.nn layer type nor a name pattern")
-
-
-class _NotSerializable(Exception):
-    pass
-
-
-def _prototype_record(method: Method) -> dict:
-    from . import rules as R
-
-    comp = method.composite()
-    canonizers = []
-    for c in comp.canonizers:
-        if getattr(R, type(c).__name__, None) is not type(c):
-            raise _NotSerializable(f"the canonizer {c!r} is not a built-in one")
-        canonizers.append(type(c).__name__)
-    return {
-        "rules": [[_matcher_record(m), _rule_record(r)] for m, r in comp.mapping],
-        "first": None if comp.first is None else _rule_record(comp.first),
-        "canonizers": canonizers,
-        "seed": method.seed,
-        "times_input": bool(method.times_input),
-    }
-
-
 def method_record(method: Method) -> dict:
     """How a replay file names the method: a registry label, a prototype's rules, or a callable."""
     from .prototype import _PrototypeMethod
@@ -299,8 +64,8 @@ def method_record(method: Method) -> dict:
         return {"callable": method.reference, "name": method.name, "claims": method.claims}
     if isinstance(method, _PrototypeMethod):
         try:
-            return {"prototype": _prototype_record(method), "name": method.name, "claims": method.claims}
-        except _NotSerializable as e:
+            return {"prototype": prototype_record(method), "name": method.name, "claims": method.claims}
+        except NotSerializable as e:
             return {"prototype": None, "name": method.name, "claims": method.claims, "reason": str(e)}
     return {"label": method.label}
 
@@ -493,66 +258,6 @@ def _parse_label(label: str, limits: ReplayLimits, path: Any) -> Method:
         raise _bad(path, f"method label {label!r} cannot be parsed: {type(e).__name__}") from None
 
 
-def _rebuild_rule(rec: dict, allow_import: bool, path: Any) -> Any:
-    from . import rules as R
-    from .methods.base import import_callable
-    from .prototype import relu_rule
-
-    if "function" in rec:
-        if not allow_import:
-            raise _NeedsCode(rec["function"])
-        obj = import_callable(rec["function"])
-        return obj if isinstance(obj, R.Rule) else relu_rule(obj)  # a decorated function is the rule itself
-    cls = getattr(R, rec["rule"], None) if rec["rule"] in R.__all__ else None
-    if not (isinstance(cls, type) and issubclass(cls, R.Rule) and dataclasses.is_dataclass(cls)):
-        raise _bad(path, f"unknown rule {rec['rule']!r}; built-in rules: {', '.join(n for n in R.__all__ if isinstance(getattr(R, n), type) and dataclasses.is_dataclass(getattr(R, n)))}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    if not set(rec["fields"]) <= known:
-        raise _bad(path, f"rule {rec['rule']} has no field(s) {sorted(set(rec['fields']) - known)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in rec["fields"].items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError, WorkbenchError) as e:
-        raise _bad(path, f"rule {rec['rule']}: {e}") from None
-
-
-def _rebuild_matcher(rec: dict, path: Any) -> Any:
-    if "pattern" in rec:
-        return rec["pattern"]
-    types = []
-    for name in rec["layers"]:
-        cls = vars(nn).get(name)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise _bad(path, f"{name!r} is not a torch.nn layer type")
-        types.append(cls)
-    return types[0] if len(types) == 1 else tuple(types)
-
-
-class _NeedsCode(Exception):
-    def __init__(self, reference: str) -> None:
-        super().__init__(reference)
-        self.reference = reference
-
-
-def _rebuild_prototype(rec: dict, allow_import: bool, path: Any) -> Method:
-    from . import rules as R
-    from .prototype import rule_method
-
-    proto = rec["prototype"]
-    canonizers = []
-    for name in proto["canonizers"]:
-        cls = getattr(R, name, None) if name in R.__all__ else None
-        if not (isinstance(cls, type) and hasattr(cls, "apply")):
-            raise _bad(path, f"unknown canonizer {name!r}")
-        canonizers.append(cls())
-    pairs = [(_rebuild_matcher(m, path), _rebuild_rule(r, allow_import, path)) for m, r in proto["rules"]]
-    first = None if proto["first"] is None else _rebuild_rule(proto["first"], allow_import, path)
-    try:
-        return rule_method(rec["name"], pairs, first=first, canonizers=canonizers, claims=rec.get("claims") or {}, seed=proto["seed"], times_input=proto["times_input"])
-    except WorkbenchError as e:
-        raise _bad(path, f"prototype method {rec['name']!r}: {e}") from None
-
-
 def _how_to_run(path: Any, what: str, reference: Optional[str]) -> UntrustedCodeError:
     named = f" ({reference})" if reference else ""
     shown = shlex.quote(str(path))
@@ -577,8 +282,10 @@ def _recorded_method(rec: dict, trust_callable: bool, limits: ReplayLimits, path
         if rec["prototype"] is None:
             raise _how_to_run(path, f"the prototype rule method {rec['name']!r}, which could not be saved ({rec.get('reason', 'unknown reason')})", None)
         try:
-            return _rebuild_prototype(rec, trust_callable, path)
-        except _NeedsCode as e:
+            return rebuild_prototype(rec, trust_callable)
+        except PrototypeRecordError as e:
+            raise _bad(path, str(e)) from None
+        except NeedsCode as e:
             raise _how_to_run(path, f"the prototype rule method {rec['name']!r} with a rule function", e.reference) from None
     ref = rec["callable"]
     if ref is None:
