@@ -7,11 +7,9 @@ a violation is shrunk to a minimal network + input and saved as a JSON file that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +19,6 @@ import torch
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 
-from . import __version__
 from .axioms import DEFAULT_AXIOMS, Case, Outcome, get_axiom
 from .counterexample import load_counterexample, method_record, replay, save_counterexample  # noqa: F401  (replay files: their own module)
 from .methods.base import CallableMethod, Claims, Method, as_method
