@@ -5,6 +5,7 @@ item, durable before the next item starts):
 
 * append throughput, items/s, durable per item (JSONL: write + fsync; SQLite WAL: commit with
   synchronous=FULL) and process-crash-safe only (JSONL: write; SQLite WAL: synchronous=NORMAL);
+* resume read: reading back and parsing every recorded item;
 * crash behaviour: a child appends in a loop and is killed with SIGKILL at a random moment;
   then the store is reopened: items acknowledged by the child but missing (lost), keys twice
   (duplicated), unreadable rows (corrupt), torn tails repaired.
@@ -69,7 +70,9 @@ class Sqlite:
     def read(path: Path) -> tuple[list[str], int, int]:
         db = sqlite3.connect(path / "items.sqlite")
         ok = db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        keys = [k for (k,) in db.execute("SELECT key FROM items")]
+        if not db.execute("SELECT name FROM sqlite_master WHERE name = 'items'").fetchone():
+            return [], 0 if ok else 1, 0  # killed before the table was made
+        keys = [json.loads(row)["key"] for (row,) in db.execute("SELECT row FROM items")]  # rows parsed, as a resume does
         return keys, 0 if ok else 1, 0
 
 
@@ -80,6 +83,18 @@ def throughput(kind, fsync: bool, n: int) -> float:
         for i in range(n):
             store.append(f"item-{i}")
         return n / (time.perf_counter() - t0)
+
+
+def resume_read(kind, n: int) -> float:
+    """Seconds to read back n recorded items (what a resume does first)."""
+    with tempfile.TemporaryDirectory() as d:
+        store = kind(Path(d), False)
+        for i in range(n):
+            store.append(f"item-{i}")
+        t0 = time.perf_counter()
+        keys, _, _ = kind.read(Path(d))
+        assert len(keys) == n
+        return time.perf_counter() - t0
 
 
 def crash(kind, fsync: bool, rng: random.Random) -> dict:
@@ -124,6 +139,8 @@ def main(argv=None) -> int:
     for f in (True, False):
         j, s = sorted(rates[("jsonl", f)])[args.rounds // 2], sorted(rates[("sqlite-wal", f)])[args.rounds // 2]
         print(f"  jsonl / sqlite ratio ({'fsync' if f else 'no fsync'}): {j / s:.2f}")
+    reads = {k: sorted(resume_read(kind, 20 * args.items) for _ in range(args.rounds))[args.rounds // 2] for k, kind in kinds.items()}
+    print(f"\nresume read of {20 * args.items} items, ms: " + "  ".join(f"{k} {1000 * v:.1f}" for k, v in reads.items()))
     rng = random.Random(0)
     print(f"\nkill -9 at random moments ({args.kills} kills each, durable mode):")
     for k, kind in kinds.items():
