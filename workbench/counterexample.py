@@ -244,18 +244,37 @@ def _trusted_callables() -> set:
     return {f"workbench.peers:{n}" for n in peers.__all__}
 
 
+def _large_options(m: Method, limit: int) -> list[str]:
+    """Numeric options (of `m` and of methods nested in its options) above `limit` in size."""
+    out, stack = [], [(m.label, v) for v in m.options.values()]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, Method):
+            stack += [(v.label, o) for o in v.options.values()]
+        elif isinstance(v, (list, tuple, set)):
+            stack += [(where, o) for o in v]
+        elif isinstance(v, dict):
+            stack += [(where, o) for o in v.values()]
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > limit:
+            out.append(f"{v:g} in {where}")
+    return out
+
+
 def _parse_label(label: str, limits: ReplayLimits, path: Any) -> Method:
+    """The built-in method a label names (parsed: registry names and literals only), its numeric
+    options bounded (a step count of 10^9 is a denial of service, not a counterexample)."""
     from .methods import parse_method
 
-    big = [n for n in re.findall(r"(?<![\w.])\d+(?![\w.])", label) if len(n) > 18 or int(n) > limits.max_option_int]
-    if big:
-        raise _bad(path, f"method label {label!r} has option values above {limits.max_option_int} ({', '.join(big[:3])}); pass --method to replay with them")
     try:
-        return parse_method(label)
+        m = parse_method(label)
     except WorkbenchError as e:
         raise _bad(path, f"method label {label!r}: {e}") from None
     except (RecursionError, MemoryError, ValueError, TypeError, SyntaxError) as e:
         raise _bad(path, f"method label {label!r} cannot be parsed: {type(e).__name__}") from None
+    big = _large_options(m, limits.max_option_int)
+    if big:
+        raise _bad(path, f"method label {label!r} has option values above {limits.max_option_int} ({', '.join(big[:3])}); pass --method to replay with them")
+    return m
 
 
 def _how_to_run(path: Any, what: str, reference: Optional[str]) -> UntrustedCodeError:
