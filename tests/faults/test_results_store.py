@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workbench import experiment as X
 from workbench.errors import InputError
@@ -336,3 +338,66 @@ def test_shards_of_one_folder_lock_separately(tmp_path, clean):
         assert sorted(keys) == sorted(clean[0])
     with pytest.raises(InputError, match="shard"):
         X.run(exp, results=tmp_path, shard="manifest", **QUIET)
+
+
+FAULTS = ("crash", "torn", "enospc", "limit")
+
+
+@given(schedule=st.lists(st.tuples(st.sampled_from(FAULTS), st.integers(0, 11), st.integers(1, 60)), min_size=1, max_size=4))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=20)
+def test_any_schedule_of_in_process_faults_then_resume(schedule, tmp_path_factory, clean, monkeypatch):
+    """Item crashes, torn tails of any length, a full disk at any item and partial runs, in any
+    order: one resume then holds every item exactly once and the clean summary."""
+    fixed = X.provenance()
+    monkeypatch.setattr(X, "provenance", lambda: fixed)  # git once, not per run
+    results = tmp_path_factory.mktemp("schedule")
+    real_write = os.write
+    for fault, k, size in schedule:
+        exp = Items()
+        items = results / exp.name / "items.jsonl"
+        if fault == "crash":
+            crash_key = f"item-{k % 10:02d}"
+
+            class Crashing(Items):
+                def run_item(self, key, ctx):
+                    if key == crash_key:
+                        raise KeyboardInterrupt  # an interrupt mid-item: nothing of it is written
+                    return Items.run_item(self, key, ctx)
+
+            try:
+                X.run(_as(Crashing, exp), results=results, **QUIET)
+            except KeyboardInterrupt:
+                pass  # (not raised when that item was done before)
+        elif fault == "torn" and items.exists():
+            row = json.dumps({"key": f"item-{k:02d}", "seconds": 0.1, "record": {"value": 1}})
+            with items.open("a") as fh:
+                fh.write(row[: min(size, len(row) - 1)])
+        elif fault == "enospc":
+            calls = []
+
+            def full(fd, data, calls=calls, k=k, size=size):
+                if bytes(data[:8]) == b'{"key":"':
+                    calls.append(1)
+                    if len(calls) > k % 4:
+                        real_write(fd, bytes(data[: size % len(data)]))  # part of the line, maybe none
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                return real_write(fd, data)
+
+            monkeypatch.setattr(os, "write", full)
+            try:
+                X.run(exp, results=results, **QUIET)
+            except ResultsWriteError:
+                pass
+            finally:
+                monkeypatch.setattr(os, "write", real_write)
+        elif fault == "limit":
+            X.run(exp, results=results, limit=k % 5, **QUIET)
+    r = X.run(Items(), results=results, **QUIET)
+    assert_exactly_once(r.out_dir, clean, r.summary)
+
+
+def _as(cls, exp):
+    """`exp`'s fields in a subclass instance with the same name (same results folder)."""
+    obj = cls(**{f: getattr(exp, f) for f in ("seed", "device", "n", "pause")})
+    assert obj.name == exp.name
+    return obj
