@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ class PixelPerturbation(X.ImageExperiment):
     methods: tuple = (RANDOM, "fullgrad", "gradient", "input-x-gradient", "integrated-gradients[tolerance=None,steps=32]",
                       "smoothgrad", "gradcam")
     percentages: tuple = (5, 10, 20, 30, 50)  # an 8x8 digit has 64 pixels; the paper's axis is FULLGRAD_PERCENTAGES
-    replacement: str = "mean"  # "mean" (per-channel mean of the images used) or a number
+    replacement: Union[float, str] = "mean"  # "mean" (per-channel mean of the images used) or a number
     score: str = "probability"  # "probability" or "logit"
     batch_size: int = 16
 
@@ -45,7 +46,10 @@ class PixelPerturbation(X.ImageExperiment):
         return [f"batch-{i // self.batch_size}" for i in range(0, len(keys), self.batch_size)]
 
     def _replacement(self, ctx: X.Context):
-        if self.replacement != "mean":
+        if isinstance(self.replacement, str):
+            if self.replacement != "mean":
+                raise workbench.InputError(f"replacement must be 'mean' or a number, got {self.replacement!r}")
+        else:
             return float(self.replacement)
 
         def mean():
