@@ -154,7 +154,7 @@ def _plot(path: Path, kinds: dict, labels: list) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds) + 2.2, 3.8), squeeze=False)
     for ax, (kind, entry) in zip(axes[0], kinds.items()):
         names = entry["layer_names"][::-1]  # input layer first
         for lab in labels:
@@ -164,7 +164,7 @@ def _plot(path: Path, kinds: dict, labels: list) -> None:
         ax.set(title=f"{kind} weights", xlabel="layer (input first)", ylim=(-0.3, 1.0))
         ax.axhline(0, color="grey", lw=0.5)
     axes[0][0].set_ylabel("median cos(signal at layer input, layer input)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
