@@ -1,6 +1,9 @@
 """The picture: a saliency map over the image, beside the input gradient and Grad-CAM.
 
-``explain(image, method="fullgrad", model=None, weights=None, out=None)`` writes a PNG:
+``explain(image, method="fullgrad", model=None, weights=None, out=None)`` writes a PNG (by default
+``explain-IMAGE-METHOD.png``, numbered ``-2``, ``-3``, ... rather than overwriting one that exists),
+each map with its colour bar (diverging and centred on 0 for signed maps), the class named where
+the source names its classes, and "RANDOM WEIGHTS" stamped on a network without a checkpoint:
 
 * default model: a small CNN trained on scikit-learn's 8x8 digits (a few seconds on a CPU),
   cached under ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) in a file named by a hash of
@@ -295,7 +298,7 @@ def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target
 
     from .metrics import deletion_insertion
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for name, m in maps.items():
         sal = torch.as_tensor(m, dtype=x.dtype).unsqueeze(0)
         deletion, insertion = deletion_insertion(net, x, sal, target=target)
@@ -304,8 +307,9 @@ def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target
             ax.plot(c.fractions.cpu().numpy(), c.scores[0].cpu().numpy(), label=f"{shown} (area {float(c.area[0]):.3g})")
     axes[0].set(title="deletion (lower is better)", xlabel="fraction of pixels deleted (most salient first)", ylabel=f"p({class_text or f'class {target}'})")
     axes[1].set(title="insertion onto the blurred image (higher is better)", xlabel="fraction of pixels inserted (most salient first)", ylabel=f"p({class_text or f'class {target}'})")
-    for ax in axes:
-        ax.legend(fontsize=8)  # y-axis autoscaled: an untrained 1000-class network stays near p = 0.001
+    for ax in axes:  # y-axis autoscaled: an untrained 1000-class network stays near p = 0.001
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.suptitle(head, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
