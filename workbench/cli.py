@@ -212,7 +212,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if result.summary:
         print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
     else:
-        total = result.done + result.skipped
         print(f"{result.done} new item(s) done, {result.skipped} done before; not finished: run the same command again "
               f"(without --limit) to finish and summarize")
     print(f"results: {result.out_dir}")
@@ -274,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
     pr.add_argument("rest", nargs=argparse.REMAINDER, help="[NAME ...] [--format F | --json] [--out FILE]")
+    pr.set_defaults(func=lambda a: __import__("proofs.report", fromlist=["main"]).main(list(a.rest)))
 
     e = sub.add_parser("explain", help="PNG of a saliency map over an image, beside input gradient and Grad-CAM")
     e.add_argument("image", help="image file, skimage:NAME (e.g. skimage:astronaut) or digits:K")
