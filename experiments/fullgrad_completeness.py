@@ -91,17 +91,21 @@ class FullGradCompleteness(X.Experiment):
         return record
 
     def summarize(self, records: list[dict], ctx: X.Context) -> dict:
-        lines = [f"full-gradient completeness, {self.images} images ({self.source}, {self.size} px); "
-                 "residual = max |F - sum of terms| / |F|", ""]
-        lines.append(f"{'architecture':14s} {'float64':>9s} {'float32':>9s} {'terms':>6s} {'BN':>4s} {'bias share':>10s} {'GELU f64':>9s}")
+        from workbench import experiment_summary as S
+
+        rows = []
         for arch, r in zip(self.items(), records):
-            gelu = f"{r['gelu_float64']['relative_residual']:9.1e}" if "gelu_float64" in r else f"{'-':>9s}"
-            lines.append(f"{arch:14s} {r['float64']['relative_residual']:9.1e} {r['float32']['relative_residual']:9.1e} "
-                         f"{r['float64']['bias_terms']:6d} {r['float64']['batchnorm_terms']:4d} {r['float64']['bias_share']:10.2f} {gelu}")
-        if any(r["random_weights"] for r in records):
-            lines.append("\n(random weights with randomized biases and BatchNorm statistics)")
-        lines.append("bias share: median |sum of bias terms| / |F| -- what x * grad_x F alone would miss")
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+            gelu = r["gelu_float64"]["relative_residual"] if "gelu_float64" in r else None
+            rows.append([arch, r["float64"]["relative_residual"], r["float32"]["relative_residual"], r["float64"]["bias_terms"],
+                         r["float64"]["batchnorm_terms"], r["float64"]["bias_share"], gelu])
+        residuals = S.table(["architecture", "float64", "float32", "terms", "BN", "bias share", "GELU f64"], rows,
+                            title="residual = max |F - sum of terms| / |F|",
+                            legend=["bias share: median |sum of bias terms| / |F| -- what x * grad_x F alone would miss",
+                                    "GELU f64: the same on a GELU network, where the decomposition is not exact (a control)"])
         worst = float(np.max([r["float64"]["relative_residual"] for r in records]))
-        return {"per_architecture": dict(zip(self.items(), records)), "worst_float64_residual": worst, "text": text}
+        outcome = S.Outcome(bool(worst <= 1e-8), f"worst float64 relative residual {worst:.1e} over {len(records)} architecture(s) "
+                                                 f"x {self.images} image(s) (exact up to round-off: <= 1e-8)")
+        notes = ["random weights with randomized biases and BatchNorm statistics"] if any(r["random_weights"] for r in records) else []
+        text = S.write(ctx.out_dir, title=f"full-gradient completeness, {self.images} images ({self.source}, {self.size} px)",
+                       claim=self.claim, outcome=outcome, tables=[residuals], notes=notes)
+        return {"per_architecture": dict(zip(self.items(), records)), "worst_float64_residual": worst, "claim": outcome.to_dict(), "text": text}

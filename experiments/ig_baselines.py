@@ -93,23 +93,28 @@ class IGBaselines(X.ImageExperiment):
         names = list(self.baselines)
         stats = {n: {k: float(np.median([r["baselines"][n][k] for r in records])) for k in ("f_baseline", "delta_f", "residual", "blind_fraction")} for n in names}
         corr = {p: float(np.median([r["spearman"][p] for r in records])) for p in records[0]["spearman"]}
-        lines = [f"IG baselines on {len(records)} images ({self.source}, {self.model}, {self.steps}-step Gauss-Legendre, {self.dtype})", ""]
-        lines.append(f"{'baseline':18s} {'F(baseline)':>12s} {'F(x)-F(b)':>10s} {'residual':>9s} {'blind':>6s}   (medians; blind = share of features with x' = x)")
-        for n in names:
-            s = stats[n]
-            lines.append(f"{n:18s} {s['f_baseline']:12.3g} {s['delta_f']:10.3g} {s['residual']:9.1e} {s['blind_fraction']:6.2f}")
-        lines.append("\nmedian Spearman rank correlation between the (channel-summed, signed) maps")
-        width = max(len(n) for n in names)
-        lines.append(" " * (width + 1) + " ".join(f"{n[:9]:>9s}" for n in names))
-        for p in names:
-            row = []
-            for q in names:
-                row.append("1" if p == q else f"{corr.get(f'{p}|{q}', corr.get(f'{q}|{p}')):.2f}")
-            lines.append(f"{p:{width}s} " + " ".join(f"{c:>9s}" for c in row))
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+        from workbench import experiment_summary as S
+
+        per_baseline = S.table(["baseline", "F(baseline)", "F(x) - F(b)", "residual", "blind"],
+                               [[n, stats[n]["f_baseline"], stats[n]["delta_f"], stats[n]["residual"], stats[n]["blind_fraction"]] for n in names],
+                               title="medians over images", legend=["blind: share of features with x' = x (IG gives them 0 whatever their role)"])
+
+        def rho(p, q):
+            return 1.0 if p == q else corr.get(f"{p}|{q}", corr.get(f"{q}|{p}"))
+
+        spearman = S.table(["baseline"] + names, [[p] + [rho(p, q) for q in names] for p in names],
+                           title="median Spearman rank correlation between the (channel-summed, signed) maps")
+        others = [n for n in names if n != "zero"]
+        if "zero" in names and others:
+            blind0, blind_other = stats["zero"]["blind_fraction"], max(stats[n]["blind_fraction"] for n in others)
+            outcome = S.Outcome(bool(blind0 > blind_other), f"median blind fraction of the black (zero) baseline {blind0:.2f} vs at most "
+                                                            f"{blind_other:.2f} for the others (n = {len(records)} images)")
+        else:
+            outcome = S.Outcome(None, "the zero baseline and another one are needed for the comparison")
+        text = S.write(ctx.out_dir, title=f"IG baselines on {len(records)} images ({self.source}, {self.model}, {self.steps}-step Gauss-Legendre, {self.dtype})",
+                       claim=self.claim, outcome=outcome, tables=[per_baseline, spearman])
         _figure(ctx.out_dir / "baselines.png", [r for r in records if "maps" in r], names)
-        return {"per_baseline": stats, "median_spearman": corr, "text": text}
+        return {"per_baseline": stats, "median_spearman": corr, "claim": outcome.to_dict(), "text": text}
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -134,14 +139,15 @@ def _figure(path: Path, records: list[dict], names: list[str]) -> None:
 
     if not records:
         return
-    fig, axes = plt.subplots(len(records), len(names) + 1, figsize=(1.9 * (len(names) + 1), 2.0 * len(records)), squeeze=False)
+    fig, axes = plt.subplots(len(records), len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.0 * len(records)), squeeze=False)
     for i, r in enumerate(records):
         axes[i, 0].imshow(np.asarray(r["image"]), cmap="gray")
         axes[i, 0].set_title("input" if i == 0 else "", fontsize=8)
         for j, n in enumerate(names, 1):
             m = np.asarray(r["maps"][n])
             v = np.abs(m).max() or 1.0
-            axes[i, j].imshow(m, cmap="bwr", vmin=-v, vmax=v)
+            im = axes[i, j].imshow(m, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+            fig.colorbar(im, ax=axes[i, j], fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
             if i == 0:
                 axes[i, j].set_title(n, fontsize=8)
     for ax in axes.flat:

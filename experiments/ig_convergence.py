@@ -87,48 +87,67 @@ class IGConvergence(X.ImageExperiment):
                       "median_forwards": float(np.median([rec["passes"][t]["forwards"] for rec in records])),
                       "max_residual": float(np.max([rec["passes"][t]["residual"] for rec in records]))}
                   for t in records[0]["passes"]}
-        lines = [f"IG convergence on {len(records)} images ({self.source}, {self.model}, baseline {self.baseline}, {self.dtype})", ""]
-        lines.append("median relative completeness residual |sum IG - dF| / |dF|")
-        lines.append(_table(rules, steps, med, "{:.1e}"))
-        lines.append("\nfraction of images within 5%")
-        lines.append(_table(rules, steps, within, "{:.2f}"))
+        from workbench import experiment_summary as S
+
+        def grid(values, what):
+            return S.table(["rule"] + [f"{n} steps" for n in steps], [[r] + [values[r][n] for n in steps] for r in rules], title=what)
+
+        tables = [grid(med, "median relative completeness residual |sum IG - dF| / |dF|"), grid(within, "fraction of images within 5%")]
+        notes = []
         if map_err:
-            lines.append("\nmedian relative L2 distance of the map from exact IG")
-            lines.append(_table(rules, steps, map_err, "{:.1e}"))
+            tables.append(grid(map_err, "median relative L2 distance of the map from exact IG"))
             regions = [rec["exact"]["regions"] for rec in records]
-            lines.append(f"(exact IG: {int(np.median(regions))} linear pieces per path, median; max {max(regions)})")
-        lines.append("\nerror-controlled mode (gauss-legendre segments, bisected until the measured residual is under tol)")
-        for t, p in passes.items():
-            lines.append(f"  tol {t}: median {p['median_gradients']:.0f} gradient + {p['median_forwards']:.0f} forward passes, worst residual {p['max_residual']:.1e}")
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+            notes.append(f"exact IG: {int(np.median(regions))} linear pieces per path (median; max {max(regions)})")
+        tables.append(S.table(["tolerance", "gradient passes (median)", "forward passes (median)", "worst residual"],
+                              [[t, p["median_gradients"], p["median_forwards"], p["max_residual"]] for t, p in passes.items()],
+                              title="error-controlled mode (gauss-legendre segments, bisected until the measured residual is under tol)"))
+        in_range = [n for n in steps if 20 <= int(n) <= 300]
+        if in_range:
+            best = {r: min(in_range, key=lambda n: med[r][n]) for r in rules}
+            worst_rule = max(rules, key=lambda r: med[r][best[r]])
+            value = med[worst_rule][best[worst_rule]]
+            outcome = S.Outcome(bool(value <= 0.05), f"every rule's median residual within 20-300 steps reaches 5%? worst rule {worst_rule}: "
+                                                     f"{value:.2g} at {best[worst_rule]} steps (n = {len(records)} images)")
+        else:
+            outcome = S.Outcome(None, "no step count between 20 and 300 was run")
+        text = S.write(ctx.out_dir, title=f"IG convergence on {len(records)} images ({self.source}, {self.model}, baseline {self.baseline}, {self.dtype})",
+                       claim=self.claim, outcome=outcome, tables=tables, notes=notes)
         _plot(ctx.out_dir / "convergence.png", rules, [int(n) for n in steps], med, map_err)
-        return {"median_residual": med, "within_5pct": within, "median_map_error": map_err, "adaptive": passes, "text": text}
+        return {"median_residual": med, "within_5pct": within, "median_map_error": map_err, "adaptive": passes,
+                "claim": outcome.to_dict(), "text": text}
 
 
-def _table(rules, steps, values, fmt) -> str:
-    head = f"{'rule':16s}" + "".join(f"{n:>9s}" for n in steps)
-    rows = [head] + [f"{r:16s}" + "".join(f"{fmt.format(values[r][n]):>9s}" for n in steps) for r in rules]
-    return "\n".join(rows)
-
-
-def _plot(path: Path, rules, steps, med, map_err) -> None:
+def plot_figure(rules, steps, med, map_err):
+    """Residual (and distance from exact IG) against steps, log-log with the step counts as ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     panels = 2 if map_err else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 1.8, 4.2), squeeze=False)
     for r in rules:
         axes[0, 0].loglog(steps, [max(med[r][str(n)], 1e-17) for n in steps], marker="o", label=r)
         if map_err:
             axes[0, 1].loglog(steps, [max(map_err[r][str(n)], 1e-17) for n in steps], marker="o", label=r)
-    axes[0, 0].axhline(0.05, color="grey", ls="--", lw=0.8)
+    axes[0, 0].axhline(0.05, color="grey", ls="--", lw=0.8, label="5% (IG paper)")
     axes[0, 0].set(xlabel="steps", ylabel="median |sum IG - dF| / |dF|", title="completeness residual")
     if map_err:
         axes[0, 1].set(xlabel="steps", ylabel="median ||IG - IG_exact|| / ||IG_exact||", title="distance from exact IG")
-    axes[0, 0].legend(fontsize=8)
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(FixedLocator(steps))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([str(n) for n in steps])
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def _plot(path: Path, rules, steps, med, map_err) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(rules, steps, med, map_err)
     fig.savefig(path, dpi=110)
     plt.close(fig)

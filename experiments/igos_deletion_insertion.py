@@ -106,23 +106,31 @@ class IGOSDeletionInsertion(X.ImageExperiment):
                 "igos_better_deletion": sum(v < 0 for v in diff_d),
                 "igos_better_insertion": sum(v > 0 for v in diff_i),
             }
-        lines = [f"I-GOS deletion / insertion on {len(records)} images ({self.source}, {self.model}, score {self.score})", ""]
-        lines.append(f"{'method':62s} {'deletion':>9s} {'insertion':>9s}   (median areas; deletion lower is better)")
-        for name, row in table.items():
-            lines.append(f"{name:62s} {row['deletion_median']:9.4f} {row['insertion_median']:9.4f}")
-        lines.append("\nI-GOS against each map (one-sided paired Wilcoxon over images)")
-        for name, t in tests.items():
-            lines.append(f"  vs {name}: deletion p = {t['deletion_p (igos lower)']:.3g} (I-GOS lower on {t['igos_better_deletion']}), "
-                         f"insertion p = {t['insertion_p (igos higher)']:.3g} (I-GOS higher on {t['igos_better_insertion']})")
+        from workbench import experiment_summary as S
+
+        areas = S.table(["method", "deletion (median)", "insertion (median)", "deletion (mean)", "insertion (mean)"],
+                        [[name, row["deletion_median"], row["insertion_median"], row["deletion_mean"], row["insertion_mean"]]
+                         for name, row in table.items()],
+                        title="deletion / insertion areas (deletion lower is better, insertion higher)")
+        versus = S.table(["I-GOS vs", "deletion p", "I-GOS lower on", "insertion p", "I-GOS higher on"],
+                         [[name, t["deletion_p (igos lower)"], f"{t['igos_better_deletion']} of {len(records)}",
+                           t["insertion_p (igos higher)"], f"{t['igos_better_insertion']} of {len(records)}"] for name, t in tests.items()],
+                         title="I-GOS against each map (one-sided paired Wilcoxon over images)")
+        compared = {n: t for n, t in tests.items() if n != "igos-gradient-direction"}
+        pvalues = {**{f"{n} (deletion)": t["deletion_p (igos lower)"] for n, t in compared.items()},
+                   **{f"{n} (insertion)": t["insertion_p (igos higher)"] for n, t in compared.items()}}
+        outcome = S.worst_p(pvalues, n=len(records), what="I-GOS deletes lower and inserts higher than every other map")
         summary: dict = {"table": table, "tests": tests}
+        notes = []
         if self.compare_directions:
             comp = paired_comparison(self.igos, self.igos + " with direction='gradient'",
                                      [CaseResult(**r["directions"]) for r in records])
             summary["directions"] = comp.to_dict()
-            lines.append("\nDescent direction (equal iterations): " + comp.summary())
-        text = "\n".join(lines)
+            notes.append("Descent direction (equal iterations): " + comp.summary())
+        text = S.write(ctx.out_dir, title=f"I-GOS deletion / insertion on {len(records)} images ({self.source}, {self.model}, score {self.score})",
+                       claim=self.claim, outcome=outcome, tables=[areas, versus], notes=notes)
+        summary["claim"] = outcome.to_dict()
         summary["text"] = text
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
         _plot(ctx.out_dir / "curves.png", records, names, self.curve_points)
         return summary
 
@@ -133,22 +141,31 @@ def _wilcoxon(test, diffs, alternative: str) -> float:
     return float(test(diffs, alternative=alternative).pvalue)
 
 
-def _plot(path: Path, records: list[dict], names: list[str], points: int) -> None:
+def plot_figure(records: list[dict], names: list[str], points: int):
+    """Mean deletion and insertion curves of every method; the legend (with areas) below the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grid = np.linspace(0.0, 1.0, points)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for name in names:
         for ax, kind in zip(axes, ("deletion", "insertion")):
             mean = np.mean([r["methods"][name][f"{kind}_curve"] for r in records], 0)
-            ax.plot(grid, mean, label=f"{name[:40]} ({np.trapezoid(mean, grid):.3f})")
-    axes[0].set(title="deletion (mean curve; lower is better)", xlabel="fraction of pixels deleted", ylabel="class probability")
-    axes[1].set(title="insertion onto the blurred image (higher is better)", xlabel="fraction of pixels inserted", ylabel="class probability")
+            ax.plot(grid, mean, label=f"{name[:48]} (area {np.trapezoid(mean, grid):.3f})")
+    axes[0].set(title="deletion (mean curve; lower is better)", xlabel="fraction of pixels deleted (most salient first)", ylabel="class probability")
+    axes[1].set(title="insertion onto the blurred image (higher is better)", xlabel="fraction of pixels inserted (most salient first)", ylabel="class probability")
     for ax in axes:
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def _plot(path: Path, records: list[dict], names: list[str], points: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(records, names, points)
     fig.savefig(path, dpi=110)
     plt.close(fig)

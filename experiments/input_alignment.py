@@ -109,7 +109,9 @@ class InputAlignment(X.Experiment):
         labels = [workbench.method(m).label for m in self.methods]
         reference = labels[0]
         summary: dict = {"reference": reference, "kinds": {}}
-        lines = [f"input alignment: cos(signal or map, input), paired one-sided tests against {reference}", ""]
+        from workbench import experiment_summary as S
+
+        tables, pvalues, notes = [], {}, []
         for kind in self.kinds:
             recs = [r for k, r in zip(keys, records) if k == kind or k.startswith(kind + "-")]
             if not recs:
@@ -118,26 +120,29 @@ class InputAlignment(X.Experiment):
             for measure in ("signal", "map"):
                 vals = {lab: np.concatenate([r[measure][lab] for r in recs]) for lab in labels}
                 entry["n"] = int(len(vals[reference]))
-                lines.append(f"[{kind}] {measure}: n = {entry['n']} (networks x images)")
-                lines.append(f"  {'method':36s} {'median':>8s} {'wilcoxon p':>11s} {'sign p':>9s}")
+                rows = []
                 for lab in labels:
                     wp, sp = A.paired_tests(vals[lab], vals[reference]) if lab != reference else (None, None)
                     entry[measure][lab] = {"median": float(np.median(vals[lab])), "wilcoxon_p": wp, "sign_p": sp}
-                    lines.append(f"  {lab:36s} {np.median(vals[lab]):8.3f} {'' if wp is None else f'{wp:11.2e}'} {'' if sp is None else f'{sp:9.2e}'}")
+                    rows.append([lab, float(np.median(vals[lab])), wp, sp])
+                    if measure == "signal" and wp is not None:
+                        pvalues[f"{lab} ({kind})"] = wp
+                tables.append(S.table(["method", "median cos", "Wilcoxon p", "sign p"], rows,
+                                      title=f"[{kind}] {measure}: n = {entry['n']} (networks x images), one-sided against {reference}"))
             names = recs[0]["layer_names"]
             for lab in labels:
                 per = np.concatenate([np.asarray(r["layers"][lab]).T for r in recs])  # (samples, layers)
                 entry["layers"][lab] = np.median(per, axis=0).tolist()
             entry["layer_names"] = names
-            lines.append(f"  layer-wise median cos(W^T c, layer input), output layer first: {names}")
-            for lab in labels:
-                lines.append(f"  {lab:36s} " + " ".join(f"{v:6.3f}" for v in entry["layers"][lab]))
+            tables.append(S.table(["method"] + list(names), [[lab] + [float(v) for v in entry["layers"][lab]] for lab in labels],
+                                  title=f"[{kind}] layer-wise median cos(W^T c, layer input), output layer first"))
             bias = np.concatenate([r["map_measure_bias"] for r in recs])
-            lines.append(f"  cos(x^2, x) (what the map measure gives a perfectly aligned s * x map): median {np.median(bias):.3f}")
-            lines.append("")
+            notes.append(f"[{kind}] cos(x^2, x) (what the map measure gives a perfectly aligned s * x map): median {np.median(bias):.3f}")
             summary["kinds"][kind] = entry
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+        outcome = S.worst_p(pvalues, what=f"every signal more aligned with the input than {reference}'s")
+        text = S.write(ctx.out_dir, title=f"input alignment: cos(signal or map, input), paired one-sided tests against {reference}",
+                       claim=self.claim, outcome=outcome, tables=tables, notes=notes)
+        summary["claim"] = outcome.to_dict()
         _plot(ctx.out_dir / "layerwise_alignment.png", summary["kinds"], labels)
         summary["text"] = text
         return summary
@@ -149,7 +154,7 @@ def _plot(path: Path, kinds: dict, labels: list) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds) + 2.2, 3.8), squeeze=False)
     for ax, (kind, entry) in zip(axes[0], kinds.items()):
         names = entry["layer_names"][::-1]  # input layer first
         for lab in labels:
@@ -159,7 +164,7 @@ def _plot(path: Path, kinds: dict, labels: list) -> None:
         ax.set(title=f"{kind} weights", xlabel="layer (input first)", ylim=(-0.3, 1.0))
         ax.axhline(0, color="grey", lw=0.5)
     axes[0][0].set_ylabel("median cos(signal at layer input, layer input)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

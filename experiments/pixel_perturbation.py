@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ class PixelPerturbation(X.ImageExperiment):
     methods: tuple = (RANDOM, "fullgrad", "gradient", "input-x-gradient", "integrated-gradients[tolerance=None,steps=32]",
                       "smoothgrad", "gradcam")
     percentages: tuple = (5, 10, 20, 30, 50)  # an 8x8 digit has 64 pixels; the paper's axis is FULLGRAD_PERCENTAGES
-    replacement: str = "mean"  # "mean" (per-channel mean of the images used) or a number
+    replacement: Union[float, str] = "mean"  # "mean" (per-channel mean of the images used) or a number
     score: str = "probability"  # "probability" or "logit"
     batch_size: int = 16
 
@@ -45,7 +46,10 @@ class PixelPerturbation(X.ImageExperiment):
         return [f"batch-{i // self.batch_size}" for i in range(0, len(keys), self.batch_size)]
 
     def _replacement(self, ctx: X.Context):
-        if self.replacement != "mean":
+        if isinstance(self.replacement, str):
+            if self.replacement != "mean":
+                raise workbench.InputError(f"replacement must be 'mean' or a number, got {self.replacement!r}")
+        else:
             return float(self.replacement)
 
         def mean():
@@ -73,44 +77,61 @@ class PixelPerturbation(X.ImageExperiment):
         return {"images": keys, "changes": changes}
 
     def summarize(self, records: list[dict], ctx: X.Context) -> dict:
+        from scipy import stats
+
+        from workbench import experiment_summary as S
+
         ks = [float(k) for k in self.percentages]
         per = {m: np.concatenate([np.asarray(r["changes"][m]) for r in records]) for m in self.methods}
         mean = {m: per[m].mean(0) for m in self.methods}
         n = per[self.methods[0]].shape[0]
-        lines = [f"pixel perturbation on {n} images ({self.source}, {self.model}, {self.score}, replacement {self.replacement}):",
-                 "mean absolute fractional output change after removing the k% least salient pixels (lower is better)", ""]
-        lines.append(f"{'method':48s}" + "".join(f"{f'{k:g}%':>9s}" for k in ks))
-        for m in self.methods:
-            lines.append(f"{m:48s}" + "".join(f"{v:9.4f}" for v in mean[m]))
         best = {f"{k:g}": min(self.methods, key=lambda m: mean[m][j]) for j, k in enumerate(ks)}
-        lines.append("\nlowest at each k: " + ", ".join(f"{k}%: {m}" for k, m in best.items()))
+        changes = S.table(["method"] + [f"{k:g}%" for k in ks], [[m] + [float(v) for v in mean[m]] for m in self.methods],
+                          title="mean absolute fractional output change after removing the k% least salient pixels (lower is better)")
+        pvalues: dict = {}
         if "fullgrad" in per:
-            from scipy import stats
-
-            lines.append("one-sided paired Wilcoxon on each image's change averaged over k: is FullGrad's lower?")
             fg = per["fullgrad"].mean(1)
             for m in self.methods:
                 if m != "fullgrad":
                     other = per[m].mean(1)
-                    p = float(stats.wilcoxon(fg, other, alternative="less").pvalue) if np.any(other != fg) else 1.0
-                    lines.append(f"  vs {m}: p = {p:.2g} (n = {n})")
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+                    pvalues[m] = float(stats.wilcoxon(fg, other, alternative="less").pvalue) if np.any(other != fg) else 1.0
+        tests = S.table(["FullGrad vs", "one-sided paired Wilcoxon p (FullGrad lower)", "n"], [[m, p, n] for m, p in pvalues.items()],
+                        title="one-sided paired Wilcoxon on each image's change averaged over k: is FullGrad's lower?")
+        outcome = S.worst_p(pvalues, n=n, what="FullGrad's change lower than every other map's") if "fullgrad" in per else \
+            S.Outcome(None, "fullgrad is not among the methods")
+        text = S.write(ctx.out_dir, title=f"pixel perturbation on {n} images ({self.source}, {self.model}, {self.score}, replacement {self.replacement})",
+                       claim=self.claim, outcome=outcome, tables=[changes] + ([tests] if pvalues else []),
+                       notes=["lowest at each k: " + ", ".join(f"{k}%: {m}" for k, m in best.items())])
         _plot(ctx.out_dir / "pixel_perturbation.png", ks, mean)
-        return {"mean_change": {m: v.tolist() for m, v in mean.items()}, "lowest": best, "images": n, "text": text}
+        return {"mean_change": {m: v.tolist() for m, v in mean.items()}, "lowest": best, "images": n, "wilcoxon_p": pvalues,
+                "claim": outcome.to_dict(), "text": text}
 
 
-def _plot(path: Path, ks: list[float], mean: dict) -> None:
+def plot_figure(ks: list[float], mean: dict):
+    """Mean change against k (log axis with plain tick labels), legend beside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8.2, 4.2))
     for m, v in mean.items():
         ax.plot(ks, v, marker="o", label=m, ls="--" if m == RANDOM else "-")
-    ax.set(xscale="log", xlabel="% least salient pixels removed", ylabel="mean |f(x_k) - f(x)| / |f(x)|", title="pixel perturbation (lower is better)")
-    ax.legend(fontsize=7)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{k:g}" for k in ks])
+    ax.set(xlabel="% least salient pixels removed", ylabel="mean |f(x_k) - f(x)| / |f(x)|", title="pixel perturbation (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def _plot(path: Path, ks: list[float], mean: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(ks, mean)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -139,23 +139,24 @@ class RemoveAndRetrain(X.Experiment):
         mean = {m: {k: float(np.mean(v)) for k, v in acc[m].items()} for m in self.methods}
         # area under accuracy-vs-k (trapezoid, k from 0 with the clean accuracy): lower = better map
         area = {m: _area([0.0] + ks, [float(np.mean(clean))] + [mean[m][k] for k in ks]) for m in self.methods}
-        lines = [f"remove and retrain on {self.source} ({self.model}, {self.epochs} epochs, {self.repeats} repeats, maps explain the {self.explain})", ""]
-        lines.append(f"clean test accuracy {np.mean(clean):.3f} (+- {np.std(clean):.3f})")
-        lines.append(f"{'method':48s}" + "".join(f"{f'{k:g}%':>14s}" for k in ks) + f"{'area':>8s}")
-        for m in self.methods:
-            cells = "".join(f"{f'{mean[m][k]:.3f}+-{np.std(acc[m][k]):.3f}':>14s}" for k in ks)
-            lines.append(f"{m:48s}{cells}{area[m]:8.3f}")
-        if RANDOM in area:
-            lines.append("")
-            for m in self.methods:
-                if m != RANDOM:
-                    verdict = "below random (more faithful)" if area[m] < area[RANDOM] else "NOT below random"
-                    lines.append(f"  {m}: area {area[m]:.3f} vs random {area[RANDOM]:.3f} -> {verdict}")
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+        from workbench import experiment_summary as S
+
+        accuracy_table = S.table(["method"] + [f"{k:g}%" for k in ks] + ["area"],
+                                 [[m] + [f"{mean[m][k]:.3f} +- {np.std(acc[m][k]):.3f}" for k in ks] + [area[m]] for m in self.methods],
+                                 title=f"retrained test accuracy (clean {np.mean(clean):.3f} +- {np.std(clean):.3f}); "
+                                       "area under accuracy vs k: lower = more faithful")
+        others = [m for m in self.methods if m != RANDOM]
+        if RANDOM in area and others:
+            worst = max(others, key=lambda m: area[m])
+            outcome = S.Outcome(bool(area[worst] < area[RANDOM]), f"every map's area below random's? largest: {worst} {area[worst]:.3f} "
+                                                                  f"vs random {area[RANDOM]:.3f} ({self.repeats} repeat(s))")
+        else:
+            outcome = S.Outcome(None, "random and at least one map are needed for the comparison")
+        text = S.write(ctx.out_dir, title=f"remove and retrain on {self.source} ({self.model}, {self.epochs} epochs, {self.repeats} repeats, "
+                                          f"maps explain the {self.explain})", claim=self.claim, outcome=outcome, tables=[accuracy_table])
         _plot(ctx.out_dir / "roar.png", ks, float(np.mean(clean)), mean)
         return {"clean_accuracy": float(np.mean(clean)), "accuracy": {m: {str(k): v for k, v in mean[m].items()} for m in self.methods},
-                "area": area, "text": text}
+                "area": area, "claim": outcome.to_dict(), "text": text}
 
 
 def remove_most_salient(x: torch.Tensor, ranks: torch.Tensor, k: float, fill: torch.Tensor) -> torch.Tensor:
@@ -181,11 +182,12 @@ def _plot(path: Path, ks: list[float], clean: float, mean: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for m, v in mean.items():
         ax.plot([0.0] + ks, [clean] + [v[k] for k in ks], marker="o", label=m, ls="--" if m == RANDOM else "-")
     ax.set(xlabel="% most salient pixels removed (train and test)", ylabel="retrained test accuracy", title="remove and retrain")
-    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -60,7 +60,9 @@ class SanityChecks(X.ImageExperiment):
         labels = [workbench.method(m).label for m in self.methods]
         reference = labels[0]
         out: dict = {"reference": reference, "modes": {}}
-        lines = []
+        from workbench import experiment_summary as S
+
+        tables, pvalues, n_used = [], {}, 0
         for mode in self.modes:
             recs = [r for k, r in zip(keys, records) if k.startswith(mode + "-")]
             measures = list(recs[0]["scores"][reference])
@@ -69,20 +71,29 @@ class SanityChecks(X.ImageExperiment):
             png = SN.plot_randomization(result, ctx.out_dir / f"{mode}_randomization.png", title=f"{self.model} on {self.source}: {mode} randomization")
             entry: dict = {"layers": result.layers, "figure": png.name, "medians": {}, "contrasts": {}}
             for m in measures:
-                lines.append(result.table(m))
                 entry["medians"][m] = {lab: result.medians(lab, m).tolist() for lab in labels}
+                layer_cols = [f"L{i + 1}" for i in range(len(result.layers))]
+                tables.append(S.table(["method"] + layer_cols, [[lab] + [float(v) for v in result.medians(lab, m)] for lab in labels],
+                                      title=f"{mode} randomization, median {m} to the original map",
+                                      legend=["layers randomized (top first): " + ", ".join(f"L{i + 1} = {n}" for i, n in enumerate(result.layers))]))
             n_steps = len(result.layers)
-            lines.append(f"paired one-sided Wilcoxon (method stays closer than {reference}), spearman_abs:")
+            rows = []
             for lab in labels[1:]:
                 row = {}
                 for step, name in ((0, "top layer"), (n_steps - 1, "all layers" if mode == "cascading" else "bottom layer")):
                     diff, p, n = result.contrast(lab, reference, "spearman_abs", step)
                     row[name] = {"median_difference": diff, "wilcoxon_p": p, "n": n}
-                    lines.append(f"  {lab:44s} {name:12s} median diff {diff:+.3f}  p = {p:.2e}  n = {n}")
+                    rows.append([lab, name, diff, p, n])
+                    if mode == "cascading" and name == "all layers":
+                        pvalues[lab], n_used = p, n
                 entry["contrasts"][lab] = row
-            lines.append("")
+            tables.append(S.table(["method", "randomized", "median diff", "Wilcoxon p", "n"], rows,
+                                  title=f"{mode}: paired one-sided Wilcoxon (method stays closer than {reference}), spearman_abs"))
             out["modes"][mode] = entry
-        text = "\n".join(lines)
-        (ctx.out_dir / "summary.md").write_text("```\n" + text + "\n```\n")
+        outcome = S.worst_p(pvalues, n=n_used, what=f"every method stays closer than {reference} under full cascading randomization") \
+            if pvalues else S.Outcome(None, "needs the cascading mode and a method besides the reference")
+        text = S.write(ctx.out_dir, title=f"sanity checks ({self.model} on {self.source}, {len(keys)} item(s))", claim=self.claim,
+                       outcome=outcome, tables=tables)
+        out["claim"] = outcome.to_dict()
         out["text"] = text
         return out

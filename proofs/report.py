@@ -1,9 +1,10 @@
 """Reports of proof results (Markdown with LaTeX, JSON) and the ``prove`` command.
 
-``main(argv)`` implements ``prove [NAME ...] [--json] [--out FILE]``: it runs the named proofs
-(all when none are named), writes the report (Markdown to ``results/proofs.md`` by default; with
-``--json`` the JSON report, default ``results/proofs.json``), prints a summary table ending in one
-summary line, and returns 0 when every claim's verdict equals its registered ``expected`` value
+``main(argv)`` implements ``prove [NAME ...] [--format table|md|json|html] [--out FILE]``: it runs
+the named proofs (all when none are named), writes the report (Markdown to ``results/proofs.md`` by
+default; with ``--format json``, or its alias ``--json``, the JSON report, default
+``results/proofs.json``), prints on stdout the summary table ending in one summary line (or the
+report in the chosen format), and returns 0 when every claim's verdict equals its registered ``expected`` value
 (proved for true claims, NOT proved for the deliberately false ones), 1 otherwise, 2 for usage
 errors such as an unknown claim name.
 
@@ -71,15 +72,19 @@ def summary_line(results: Sequence[ProofResult]) -> str:
     return f"{head} -- {len(unexpected)} UNEXPECTED: {detail}"
 
 
+def _table(results: Sequence[ProofResult]):
+    from workbench.render import Column, Table
+
+    cols = [Column("claim", "claim", wrap=True, min_width=20), Column("verdict", "verdict"), Column("expected", "expected"),
+            Column("cases", "cases"), Column("status", "status")]
+    return Table(cols, [list(r) for r in _rows(results)], legend=summary_line(results).split(" -- "))
+
+
 def summary_table(results: Sequence[ProofResult]) -> str:
-    """Plain-text table: claim, verdict, expected, cases, status; then the summary line."""
-    header = ("claim", "verdict", "expected", "cases", "status")
-    rows = [header] + _rows(results)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(summary_line(results))
-    return "\n".join(lines)
+    """Text table (100 columns): claim, verdict, expected, cases, status; then the summary line."""
+    from workbench.render import text
+
+    return text(_table(results))
 
 
 # -- Markdown --------------------------------------------------------------------------------
@@ -216,8 +221,10 @@ def to_json(results: Sequence[ProofResult]) -> str:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="workbench prove", description="Run the symbolic proofs and write a report.")
     ap.add_argument("names", nargs="*", metavar="NAME", help=f"claims to prove (default: all): {', '.join(CLAIMS)}")
-    ap.add_argument("--json", action="store_true", help="write the JSON report instead of Markdown")
-    ap.add_argument("--out", type=Path, default=None, help=f"report file (default {DEFAULT_MD}, or {DEFAULT_JSON} with --json)")
+    ap.add_argument("--format", choices=("table", "md", "json", "html"), default="table",
+                    help="what stdout gets: the summary table (default), the Markdown or JSON report, or HTML")
+    ap.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    ap.add_argument("--out", type=Path, default=None, help=f"report file (default {DEFAULT_MD}, or {DEFAULT_JSON} with --format json)")
     return ap
 
 
@@ -239,11 +246,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.perf_counter()
     results = run(args.names or None)
     elapsed = time.perf_counter() - start
-    out = args.out or (DEFAULT_JSON if args.json else DEFAULT_MD)
+    as_json = args.format == "json"
+    out = args.out or (DEFAULT_JSON if as_json else DEFAULT_MD)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(to_json(results) if args.json else to_markdown(results, with_backing=not args.names), encoding="utf-8")
-    print(summary_table(results))
-    print(f"report: {out} (proofs ran in {elapsed:.1f} s)")
+    markdown = to_markdown(results, with_backing=not args.names)
+    out.write_text(to_json(results) if as_json else markdown, encoding="utf-8")
+    if args.format == "table":
+        print(summary_table(results))
+        print(f"report: {out} (proofs ran in {elapsed:.1f} s)")
+    else:
+        from workbench.render import render
+
+        print(to_json(results) if as_json else markdown if args.format == "md" else render(_table(results), "html", title="workbench prove"))
+        print(f"report: {out} (proofs ran in {elapsed:.1f} s)", file=sys.stderr)
     return 0 if all(_status(r) == "ok" for r in results) else 1
 
 

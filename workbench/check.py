@@ -82,11 +82,7 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent)
 
     def table(self) -> str:
-        rows = [("axiom", "claimed", "verdict", "residual", "tolerance", "cases", "counterexample / note")]
-        for v in self.verdicts:
-            detail = v.counterexample or v.note
-            rows.append((v.axiom, "yes" if v.claimed else "no", v.cell(), _num(v.residual), _num(v.tolerance), str(v.cases), detail))
-        return f"method: {self.method}\n" + format_table(rows)
+        return __import__("workbench.report_views", fromlist=["render_reports"]).render_reports([self], "table", matrix=False)
 
     __str__ = table
 

@@ -7,6 +7,7 @@ import ast
 import json
 import sys
 import time
+from pathlib import Path
 import warnings
 from typing import Any, Optional, Sequence
 
@@ -77,17 +78,22 @@ def _resolve_method(name: str, options: dict[str, Any]):
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from . import methods
-    from .check import format_table
+    from .expected_failures import REASONS
+    from .render import Column, Table, render
 
     infos = methods()
-    if args.json:
-        print(json.dumps([{"name": i.name, "description": i.description, "claims": i.claims, "uses_baseline": i.uses_baseline} for i in infos], indent=2))
-        return 0
-    rows = [("method", "baseline", "claims (default configuration)", "description")]
+    records = [{"name": i.name, "description": i.description, "claims": i.claims, "uses_baseline": i.uses_baseline,
+                "unclaimed_reasons": REASONS.get(i.name, {})} for i in infos]
+    rows = []
     for i in infos:
         claims = ", ".join(k if v is None else f"{k} (rtol {v:g})" for k, v in i.claims.items()) or "-"
-        rows.append((i.name, "yes" if i.uses_baseline else "no", claims, i.description))
-    print(format_table(rows))
+        rows.append([i.name, "yes" if i.uses_baseline else "no", claims, i.description])
+    cols = [Column("name", "method", wrap=True, min_width=14), Column("uses_baseline", "base", title="uses a baseline"),
+            Column("claims", "claims (default configuration)", wrap=True, min_width=20),
+            Column("description", "description", wrap=True, min_width=20)]
+    legend = ["base: whether the method takes a baseline", "rtol: the relative tolerance a claim is made to (none: round-off)",
+              "options: workbench check 'NAME[key=value,...]'; why an unclaimed axiom fails: workbench methods --format json"]
+    print(render(Table(cols, rows, title="built-in methods", legend=legend, records=records), args.format, title="workbench methods"))
     return 0
 
 
@@ -96,37 +102,59 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import check, format_table
+    from .axioms import DEFAULT_AXIOMS, get_axiom
+    from .check import Report, check
+    from .report_views import render_reports, write_heatmap, write_html
 
     say = _progress(args.quiet)
-    axioms = args.axioms.split(",") if args.axioms else None
+    axioms = args.axioms.split(",") if args.axioms else list(DEFAULT_AXIOMS)
+    for a in axioms:
+        get_axiom(a)  # unknown names fail before any work
     shrink = args.shrink_seconds if args.shrink_seconds is not None else (5.0 if args.all else 20.0)
-    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
+    common = dict(examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
     if args.all:
-        names = list(MATRIX_METHODS)
-        reports = [check(_resolve_method(n, {}), **common) for n in names]
+        if args.option:
+            raise WorkbenchError("--option applies to one method, not to --all")
+        methods = [_resolve_method(n, {}) for n in MATRIX_METHODS]
     elif args.method:
-        reports = [check(_resolve_method(args.method, _parse_options(args.option)), **common)]
+        methods = [_resolve_method(args.method, _parse_options(args.option))]
     else:
         raise WorkbenchError("name a method (see `workbench methods`) or use --all")
-    if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
-    elif args.all:
-        axes = [v.axiom for v in reports[0].verdicts]
-        rows = [("method",) + tuple(axes)] + [(r.method,) + tuple(v.cell() for v in r.verdicts) for r in reports]
-        print(format_table(rows))
-        print("\nholds: claimed and holds   holds*: holds, not claimed   fails: not claimed, fails as expected")
-        print("FAILS: claimed but a counterexample was found   n/a: no applicable case")
-        cx = [(r.method, v) for r in reports for v in r.verdicts if v.counterexample]
-        if cx:
-            print("\ncounterexamples (replay with `workbench replay FILE`):")
-            for m, v in cx:
-                print(f"  {m} / {v.axiom}: {v.counterexample}")
-    else:
-        print(reports[0].table())
+    reports: list = []
+    interrupted = False
+    try:
+        for m in methods:
+            report = None
+            for a in axioms:  # one axiom at a time, so that Ctrl-C keeps every finished verdict
+                part = check(m, axioms=[a], **common)
+                if report is None:
+                    report = Report(part.method, settings=part.settings)
+                    reports.append(report)
+                report.verdicts.extend(part.verdicts)
+    except KeyboardInterrupt:
+        interrupted = True
+    finished = sum(len(r.verdicts) for r in reports)
+    shown = [r for r in reports if r.verdicts]
+    if shown and any(r.verdicts for r in shown):
+        print(render_reports(shown, args.format, matrix=bool(args.all)))
+        if args.html:
+            print(f"html report: {write_html(shown, args.html)}", file=sys.stderr)
+        if args.heatmap:
+            print(f"heatmap: {write_heatmap(shown, args.heatmap)}", file=sys.stderr)
+    if interrupted:
+        total = len(methods) * len(axioms)
+        if args.all:
+            todo = "run `workbench check --all` again (the search is seeded: finished verdicts repeat)"
+        else:
+            rest = [a for a in axioms if a not in {v.axiom for r in reports for v in r.verdicts}]
+            todo = f"to finish: workbench check {args.method} --axioms {','.join(rest)}" if rest else "all verdicts finished"
+        print(f"interrupted: {finished} of {total} verdicts finished (shown above); {todo}", file=sys.stderr)
+        return 130
     failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected]
     for m, a, path in failed:
-        print(f"\nclaimed axiom failed: {m} / {a}; counterexample: {path}", file=sys.stderr)
+        print(f"claimed axiom failed: {m} / {a}" + (f"; counterexample: {path}" if path else ""), file=sys.stderr)
+    if any(v.cell() == "error" for r in reports for v in r.verdicts):
+        return 2
     return 1 if failed else 0
 
 
@@ -143,12 +171,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if outcome.violated else 0
 
 
-def cmd_prove(args: argparse.Namespace) -> int:
-    from proofs.report import main as prove_main
-
-    return prove_main(list(args.rest))
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import cli
 
@@ -157,21 +179,55 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from . import experiment as X
-    from .check import format_table
+    from .render import Column, Table, render
 
     if args.name in (None, "list"):
-        rows = [("experiment", "claim")] + [(n, c.claim) for n, c in X.experiments().items()]
-        print(format_table(rows))
+        known = X.experiments()
+        rows = [[n, c.claim] for n, c in known.items()]
+        cols = [Column("name", "experiment", wrap=True, min_width=16), Column("claim", "claim it reproduces", wrap=True, min_width=30)]
+        legend = ["run: workbench experiment NAME   parameters: workbench experiment NAME --params"]
+        print(render(Table(cols, rows, title="experiments", legend=legend), args.format, title="workbench experiments"))
         return 0
     cls = X.get_experiment(args.name)
     if args.params:
-        print(format_table([("parameter", "default")] + X.describe(cls)))
+        from .experiment_config import field_types
+
+        types = field_types(cls)
+        rows = [[k, types.get(k, "?"), v] for k, v in X.describe(cls)]
+        cols = [Column("parameter", "parameter", wrap=True, min_width=12), Column("type", "type", wrap=True, min_width=10),
+                Column("default", "default", wrap=True, min_width=20)]
+        print(render(Table(cols, rows, title=f"{cls.name_prefix}: {cls.claim}"), args.format, title=cls.name_prefix))
         return 0
     exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
-    result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed)
-    print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
+    _warn_short_data(exp)
+    out_dir = Path(args.results) / exp.name
+    try:
+        result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed)
+    except KeyboardInterrupt:
+        from .experiment import finished_records
+
+        done = len(finished_records(out_dir / "items.jsonl"))
+        print(f"interrupted: {done} item(s) saved in {out_dir}; run the same command again to resume", file=sys.stderr)
+        return 130
+    if result.summary:
+        print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
+    else:
+        print(f"{result.done} new item(s) done, {result.skipped} done before; not finished: run the same command again "
+              f"(without --limit) to finish and summarize")
     print(f"results: {result.out_dir}")
     return 0
+
+
+def _warn_short_data(exp: Any) -> None:
+    """Warn when an image experiment asks for more images than its source holds."""
+    from .experiment import ImageExperiment
+
+    if not isinstance(exp, ImageExperiment):
+        return
+    available = len(exp.image_source().keys())
+    if available < exp.images:
+        print(f"workbench: warning: images={exp.images} requested but {exp.source!r} holds {available}; "
+              f"running on {available}", file=sys.stderr)
 
 
 def _summary_text(summary: dict) -> str:
@@ -179,16 +235,26 @@ def _summary_text(summary: dict) -> str:
     return text if isinstance(text, str) else json.dumps(summary, indent=2)
 
 
+def _add_format(p: argparse.ArgumentParser) -> None:
+    from .render import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, default="table", help="output on stdout: table (100 columns), md, json or html (default table)")
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="workbench", description="Theory-checking bench for attribution methods")
+    p.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("methods", help="list built-in methods and the axioms each claims")
-    m.add_argument("--json", action="store_true")
+    _add_format(m)
     m.set_defaults(func=cmd_methods)
 
     c = sub.add_parser("check", help="search for axiom violations of a method")
-    c.add_argument("method", nargs="?", help="built-in name, name[key=value,...], or module:callable")
+    c.add_argument("method", nargs="?", help="built-in name, name[key=value,...], or module:callable (the current directory is importable)")
     c.add_argument("--all", action="store_true", help="the method x axiom matrix of the built-in methods")
     c.add_argument("--axioms", help="comma-separated axiom names (default: all)")
     c.add_argument("--examples", type=int, default=60, help="drawn cases per axiom (default 60)")
@@ -199,13 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--option", action="append", default=[], help="method option key=value (repeatable)")
     c.add_argument("--out", default="counterexamples", help="where counterexample files go")
     c.add_argument("--shrink-seconds", type=float, help="time spent shrinking each counterexample (default 20, 5 with --all)")
-    c.add_argument("--json", action="store_true")
+    _add_format(c)
+    c.add_argument("--html", metavar="PATH", help="also write an HTML report (matrix, reasons, links to counterexample files)")
+    c.add_argument("--heatmap", metavar="PATH", help="also write the method x axiom matrix as a PNG")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.set_defaults(func=cmd_check)
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
-    pr.add_argument("rest", nargs=argparse.REMAINDER, help="[NAME ...] [--json] [--out FILE]")
-    pr.set_defaults(func=cmd_prove)
+    pr.add_argument("rest", nargs=argparse.REMAINDER, help="[NAME ...] [--format F | --json] [--out FILE]")
+    pr.set_defaults(func=lambda a: __import__("proofs.report", fromlist=["main"]).main(list(a.rest)))
 
     e = sub.add_parser("explain", help="PNG of a saliency map over an image, beside input gradient and Grad-CAM")
     e.add_argument("image", help="image file, skimage:NAME (e.g. skimage:astronaut) or digits:K")
@@ -213,21 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="torchvision architecture (default: a small CNN trained on sklearn digits)")
     e.add_argument("--weights", help="checkpoint for --model: a state dict (torch.save) or .safetensors file (without it the weights are random)")
     e.add_argument("--trust-pickle", action="store_true", help="also load a whole pickled module from --weights: this EXECUTES CODE from the file; only for files you trust")
-    e.add_argument("--out", help="PNG path (default explain-METHOD.png)")
+    e.add_argument("--out", help="PNG path (default explain-IMAGE-METHOD.png, numbered so that nothing is overwritten)")
     e.add_argument("--target", type=int, help="class to explain (default: the top class)")
     e.add_argument("--size", type=int, default=224, help="input side for --model (default 224)")
     e.set_defaults(func=cmd_explain)
 
     x = sub.add_parser("experiment", help="reproduce a published experiment (resumable, with a manifest)")
     x.add_argument("name", nargs="?", help="experiment name, or 'list' (default)")
-    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable)")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (repeatable; typed by the parameter)")
     x.add_argument("--device", help="torch device, e.g. cuda or cuda:1 (default: the experiment's, cpu)")
     x.add_argument("--results", default="results", help="results root directory (default results/)")
     x.add_argument("--limit", type=int, help="stop after this many new items (run again to resume)")
     x.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run holding the results folder (default: refuse at once)")
     x.add_argument("--allow-mixed", action="store_true", help="resume results made by another commit or package versions (each item records its own)")
     x.add_argument("--params", action="store_true", help="list the experiment's parameters and defaults")
-    x.add_argument("--json", action="store_true", help="print the summary as JSON")
+    x.add_argument("--format", choices=("table", "md", "json", "html"), default="table", help="format of list and --params (default table)")
+    x.add_argument("--json", action="store_true", help="print the summary (or the list) as JSON")
     x.add_argument("--quiet", action="store_true", help="no progress lines")
     x.set_defaults(func=cmd_experiment)
 
@@ -239,21 +308,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cwd_importable() -> None:
+    """``module:callable`` resolves against the current directory, as ``python -m`` does."""
+    import os
+
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # raised inside torch on its first forward-mode AD pass (exact IG), not actionable by a user
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["prove"]:
-        # the proofs' own parser takes every option (argparse.REMAINDER would drop leading ones)
-        from proofs.report import main as prove_main
-
-        return prove_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    _cwd_importable()
     try:
+        if argv[:1] == ["prove"]:
+            # the proofs' own parser takes every option (argparse.REMAINDER would drop leading ones)
+            from proofs.report import main as prove_main
+
+            return prove_main(argv[1:])
+        args = build_parser().parse_args(argv)
+        if args.command == "experiment" and args.json and args.format == "table":
+            args.format = "json"
         return args.func(args)
     except WorkbenchError as e:
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("workbench: interrupted (nothing was finished and saved)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `workbench methods | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

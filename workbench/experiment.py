@@ -490,32 +490,20 @@ def get_experiment(name: str) -> Type[Experiment]:
 
 
 def configure(cls: Type[Experiment], settings: Iterable[str]) -> Experiment:
-    """Build `cls` from ``key=value`` strings (values are Python literals or plain strings)."""
-    import ast
+    """Build `cls` from ``key=value`` strings, each typed by its field's annotation
+    (``workbench.experiment_config.parse_value``)."""
+    from .experiment_config import field_annotations, parse_value
 
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    annotations = field_annotations(cls)
     kwargs: dict[str, Any] = {}
     for item in settings:
         key, eq, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not eq:
             raise InputError(f"--set takes key=value, got {item!r}")
-        if key not in fields:
-            raise InputError(f"{cls.name_prefix} has no parameter {key!r}; parameters: {', '.join(fields)}")
-        try:
-            value: Any = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        default = getattr(cls, key, None)
-        if isinstance(default, tuple) and isinstance(value, (list, tuple)):
-            value = tuple(value)
-        elif isinstance(default, tuple) and isinstance(value, str):
-            value = tuple(v.strip() for v in value.split(",") if v.strip())
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            value = text
-        kwargs[key] = value
+        if key not in annotations:
+            raise InputError(f"{cls.name_prefix} has no parameter {key!r}; parameters: {', '.join(annotations)}")
+        kwargs[key] = parse_value(text, annotations[key], key)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:

@@ -1,6 +1,9 @@
 """The picture: a saliency map over the image, beside the input gradient and Grad-CAM.
 
-``explain(image, method="fullgrad", model=None, weights=None, out=None)`` writes a PNG:
+``explain(image, method="fullgrad", model=None, weights=None, out=None)`` writes a PNG (by default
+``explain-IMAGE-METHOD.png``, numbered ``-2``, ``-3``, ... rather than overwriting one that exists),
+each map with its colour bar (diverging and centred on 0 for signed maps), the class named where
+the source names its classes, and "RANDOM WEIGHTS" stamped on a network without a checkpoint:
 
 * default model: a small CNN trained on scikit-learn's 8x8 digits (a few seconds on a CPU),
   cached under ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) in a file named by a hash of
@@ -34,7 +37,8 @@ from torch import nn
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, torchvision_model
 from .digits import DigitsConfig, cache_dir, digits_cnn, load_digits, train_digits  # noqa: F401  (re-exported)
-from .errors import InputError, ModelError
+from .errors import InputError
+from .validation import check_model
 
 #: methods whose map is an optimized deletion mask: their figure comes with deletion/insertion curves
 MASK_METHODS = ("igos",)
@@ -149,7 +153,7 @@ def explain_figures(
 
     from .methods import parse_method
 
-    random_weights, label = False, ""
+    random_weights, label, classes = False, "", None
     arr = load_image(image)
     if model is None:
         net, info = train_digits()
@@ -157,6 +161,7 @@ def explain_figures(
         x = torch.tensor(pic, dtype=torch.float32).view(1, 1, 8, 8)
         shown = pic
         label = f"digits CNN (test accuracy {info['test_accuracy']:.2f})"
+        classes = [f"digit {k}" for k in range(10)]
     elif isinstance(model, str):
         net, random_weights = torchvision_model(model, weights, allow_pickle=allow_pickle)
         pic = _resize(arr, size, 3)
@@ -164,6 +169,7 @@ def explain_figures(
         x = torch.tensor(((pic - mean) / std).transpose(2, 0, 1), dtype=torch.float32).unsqueeze(0)
         shown = pic
         label = model + ("" if random_weights else f" ({Path(weights).name})")
+        classes = imagenet_categories(model)
     elif isinstance(model, nn.Module):
         net = model
         pic = _resize(arr, size, channels)
@@ -174,8 +180,7 @@ def explain_figures(
         label = title or type(model).__name__
     else:
         raise InputError(f"model must be None, a torchvision architecture name or an nn.Module, got {type(model).__name__}")
-    if any(m.training for m in net.modules()):
-        raise ModelError("the model is in training mode; call model.eval() first")
+    check_model(net)
     with torch.no_grad():
         logits = net(x)
     tgt = int(logits.argmax(1)[0]) if target is None else int(target)
@@ -185,24 +190,13 @@ def explain_figures(
     maps = {}
     for name, m_ in ((main.label, main), ("gradient", parse_method("gradient")), ("gradcam", parse_method("gradcam"))):
         a = m_.attribute(net, x, target=tgt)
-        m = a[0].abs().sum(0) if name == "gradient" else a[0, 0]
+        m = a[0].abs().sum(0) if name == "gradient" else a[0].sum(0) if a.shape[1] > 1 and not _repeated(a[0]) else a[0, 0]
         maps[name] = m.detach().cpu().numpy()
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    cmap = "gray" if shown.ndim == 2 else None
-    axes[0].imshow(shown, cmap=cmap)
-    axes[0].set_title("input")
-    for ax, (name, m) in zip(axes[1:], maps.items()):
-        ax.imshow(shown, cmap=cmap)
-        ax.imshow(m, cmap="jet", alpha=0.5)
-        ax.set_title({"gradient": "|input gradient|", "gradcam": "Grad-CAM"}.get(name, name), fontsize=9 if len(name) > 24 else 12)
-    for ax in axes:
-        ax.axis("off")
-    head = f"{label}: class {tgt} (logit {float(logits[0, tgt]):.3g})"
-    if random_weights:
-        head = "RANDOM WEIGHTS (no checkpoint given), maps explain an untrained network - " + head
-    fig.suptitle(head, fontsize=10)
-    fig.tight_layout()
-    path = Path(out) if out is not None else Path(f"explain-{method.split('[')[0]}.png")
+    class_text = class_name(tgt, classes, logits.shape[1])
+    prob = float(torch.softmax(logits.double(), 1)[0, tgt])
+    head = f"{label}: {class_text} (logit {float(logits[0, tgt]):.3g}, p = {prob:.2f})"
+    fig = picture_figure(shown, maps, head, random_weights=random_weights)
+    path = Path(out) if out is not None else free_path(Path(f"explain-{_slug(image)}-{_slug(method.split('[')[0])}.png"))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -210,27 +204,114 @@ def explain_figures(
     curves_path = None
     if want_curves:
         curves_path = path.with_name(path.stem + "-curves.png")
-        _plot_curves(curves_path, net, x, maps, tgt, head)
+        _plot_curves(curves_path, net, x, maps, tgt, head, class_text)
     return Explained(path, curves_path)
 
 
-def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target: int, head: str) -> None:
+def _repeated(a: torch.Tensor) -> bool:
+    """Whether every channel of a (C, H, W) map is the same (maps repeated over channels)."""
+    return bool((a == a[:1]).all())
+
+
+def imagenet_categories(arch: str) -> Optional[list[str]]:
+    """The ImageNet class names torchvision ships for `arch` (no download), or None."""
+    try:
+        import torchvision
+
+        return list(torchvision.models.get_model_weights(arch).DEFAULT.meta["categories"])
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def class_name(index: int, classes: Optional[list], outputs: int) -> str:
+    """``class 3 (digit 3)`` when the source names its classes (and the output width matches)."""
+    if classes is not None and len(classes) == outputs and 0 <= index < len(classes):
+        return f"class {index} ({classes[index]})"
+    return f"class {index}"
+
+
+def _slug(text: Union[str, Path, np.ndarray]) -> str:
+    import re
+
+    raw = "array" if isinstance(text, np.ndarray) else Path(str(text)).stem if not str(text).count(":") else str(text)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("_") or "image"
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or ``stem-2.png``, ``stem-3.png``, ... : the first name not taken (nothing is overwritten)."""
+    if not path.exists():
+        return path
+    k = 2
+    while path.with_name(f"{path.stem}-{k}{path.suffix}").exists():
+        k += 1
+    return path.with_name(f"{path.stem}-{k}{path.suffix}")
+
+
+#: panel titles of the comparison maps
+_TITLES = {"gradient": "|input gradient|", "gradcam": "Grad-CAM"}
+
+
+def picture_figure(shown: np.ndarray, maps: dict, head: str, *, random_weights: bool = False):
+    """The explain figure: the input, then each map with its colour bar.
+
+    Signed maps use a diverging map centred on 0 (red positive, blue negative, symmetric limits);
+    non-negative maps a sequential one from 0. Small images (under 32 px) show the map alone with
+    square pixels; larger ones overlay it on the grey image. An untrained network is stamped.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(3.6 * (1 + len(maps)), 3.9))
+    grey = shown if shown.ndim == 2 else shown.mean(2)
+    small = min(grey.shape) < 32
+    axes[0].imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest" if small else "antialiased")
+    axes[0].set_title("input")
+    for ax, (name, m) in zip(axes[1:], maps.items()):
+        signed = bool((m < 0).any() and (m > 0).any())
+        limit = float(np.abs(m).max()) or 1.0
+        style = dict(cmap="RdBu_r", vmin=-limit, vmax=limit) if signed else dict(cmap="magma", vmin=0.0, vmax=float(m.max()) or 1.0)
+        if small:
+            im = ax.imshow(m, interpolation="nearest", **style)
+        else:
+            ax.imshow(grey, cmap="gray")
+            im = ax.imshow(m, alpha=0.6, **style)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label("attribution (signed)" if signed else "attribution", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        shown_name = _TITLES.get(name, name)
+        ax.set_title(shown_name, fontsize=9 if len(shown_name) > 24 else 11)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(head, fontsize=10)
+    if random_weights:
+        fig.text(0.5, 0.02, "RANDOM WEIGHTS: no checkpoint given, the maps explain an untrained network",
+                 ha="center", va="bottom", fontsize=10, color="white", weight="bold",
+                 bbox=dict(facecolor="#c62828", edgecolor="none", pad=4))
+    fig.tight_layout(rect=(0, 0.07 if random_weights else 0, 1, 0.95))
+    return fig
+
+
+def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target: int, head: str, class_text: str = "") -> None:
     """Deletion and insertion curves of every map (blurred canvas, class probability), areas in the legend."""
     import matplotlib.pyplot as plt
 
     from .metrics import deletion_insertion
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for name, m in maps.items():
         sal = torch.as_tensor(m, dtype=x.dtype).unsqueeze(0)
         deletion, insertion = deletion_insertion(net, x, sal, target=target)
         shown = {"gradient": "|input gradient|", "gradcam": "Grad-CAM"}.get(name, name)
         for ax, c in zip(axes, (deletion, insertion)):
             ax.plot(c.fractions.cpu().numpy(), c.scores[0].cpu().numpy(), label=f"{shown} (area {float(c.area[0]):.3g})")
-    axes[0].set(title="deletion (lower is better)", xlabel="fraction of pixels deleted (most salient first)", ylabel=f"p(class {target})")
-    axes[1].set(title="insertion onto the blurred image (higher is better)", xlabel="fraction of pixels inserted (most salient first)", ylabel=f"p(class {target})")
-    for ax in axes:
-        ax.legend(fontsize=8)  # y-axis autoscaled: an untrained 1000-class network stays near p = 0.001
+    axes[0].set(title="deletion (lower is better)", xlabel="fraction of pixels deleted (most salient first)", ylabel=f"p({class_text or f'class {target}'})")
+    axes[1].set(title="insertion onto the blurred image (higher is better)", xlabel="fraction of pixels inserted (most salient first)", ylabel=f"p({class_text or f'class {target}'})")
+    for ax in axes:  # y-axis autoscaled: an untrained 1000-class network stays near p = 0.001
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.suptitle(head, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

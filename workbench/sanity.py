@@ -175,7 +175,7 @@ def plot_randomization(result: RandomizationResult, path: Union[str, Path], *, m
     unknown = [m for m in names if m not in result.measures]
     if unknown:
         raise InputError(f"the result has no measures {unknown}; it has {result.measures}")
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 2.2, 3.8), squeeze=False)
     kinds = result.layer_types or ("",) * len(result.layers)
     ticks = ["original", *[f"{n} ({k})" if k else n for n, k in zip(result.layers, kinds)]]
     xs = np.arange(len(ticks))
@@ -194,7 +194,7 @@ def plot_randomization(result: RandomizationResult, path: Union[str, Path], *, m
         ax.set_title(MEASURE_TITLES.get(measure, measure), fontsize=10)
         ax.set_xlabel(f"{result.mode} randomization (top layer first)", fontsize=8)
     axes[0][0].set_ylabel("similarity to the original map")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # beside, not over, the curves
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -10,21 +10,56 @@ from torch import Tensor, nn
 from .errors import InputError, ModelError
 
 Target = Union[int, Sequence[int], Tensor]
-BaselineLike = Union[None, float, int, Tensor]
+BaselineLike = Union[None, float, int, str, Tensor]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
+#: torch modules whose forward depends on ``module.training`` (Dropout and the normalizations
+#: that use batch statistics in training); a model in training mode holding one is refused
+TRAINING_DEPENDENT: tuple = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
+                             nn.RNNBase)
+
+
+def _behaves_differently_in_training(m: nn.Module) -> bool:
+    """Whether m's own forward may read ``self.training``: torch's train-dependent modules
+    (Dropout and RNNs only with p > 0, instance norms only with running statistics), and any module defined
+    outside torch whose forward mentions ``training`` or whose source cannot be read."""
+    if isinstance(m, nn.RNNBase):
+        return m.dropout > 0
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return m.p > 0
+    if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+        return m.track_running_stats
+    if isinstance(m, TRAINING_DEPENDENT):
+        return True
+    forward = getattr(type(m), "forward", None)
+    module = getattr(forward, "__module__", "") or ""
+    if module.startswith("torch.") or forward is nn.Module.forward:
+        return False
+    try:
+        import inspect
+
+        return "training" in inspect.getsource(forward)
+    except (OSError, TypeError):
+        return True
+
+
 def check_model(model: nn.Module) -> None:
-    """Raise if `model` is not an eval-mode module (training mode changes BatchNorm/Dropout)."""
+    """Raise unless `model` is a module whose forward is the same as in eval mode.
+
+    A model in training mode is accepted when no module in training mode behaves differently in
+    training (no Dropout, BatchNorm, ...); otherwise the error names those modules.
+    """
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    training = [f"{name or type(model).__name__} ({type(m).__name__})" for name, m in model.named_modules()
+                if m.training and _behaves_differently_in_training(m)]
     if training:
-        shown = ", ".join(training[:3]) + (" ..." if len(training) > 3 else "")
+        shown = ", ".join(training[:3]) + (f" and {len(training) - 3} more" if len(training) > 3 else "")
         raise ModelError(
-            f"model is in training mode (modules: {shown}); call model.eval() first: "
-            "attributions of a training-mode model depend on the batch and on dropout noise"
+            f"model is in training mode and these modules behave differently in training: {shown}; "
+            "call model.eval() first: attributions of a training-mode model depend on the batch and on dropout noise"
         )
 
 
@@ -65,9 +100,16 @@ def check_input(x: Tensor, model: nn.Module | None = None) -> None:
 
 
 def resolve_baseline(baseline: BaselineLike, x: Tensor) -> Tensor:
-    """Return the baseline as a tensor of x's shape: None -> zeros, scalar -> constant."""
+    """Return the baseline as a tensor of x's shape: None -> zeros, scalar -> constant, a name
+    (``"blurred"``, see ``workbench.baselines.BASELINES``) or a baseline callable -> built from x."""
     if baseline is None:
         return torch.zeros_like(x)
+    if isinstance(baseline, str) or (callable(baseline) and not isinstance(baseline, Tensor)):
+        from .baselines import resolve
+
+        return resolve(baseline, x)
+    if isinstance(baseline, bool):
+        raise InputError(f"baseline must be None, a number, a name or a tensor, got {baseline!r}")
     if isinstance(baseline, (int, float)):
         b = torch.full_like(x, float(baseline))
     elif isinstance(baseline, Tensor):
@@ -82,10 +124,55 @@ def resolve_baseline(baseline: BaselineLike, x: Tensor) -> Tensor:
                 f"baseline shape {tuple(baseline.shape)} does not broadcast to the input shape {tuple(x.shape)}"
             ) from None
     else:
-        raise InputError(f"baseline must be None, a number or a tensor, got {type(baseline).__name__}")
+        raise InputError(f"baseline must be None, a number, a name, a callable or a tensor, got {type(baseline).__name__}")
     if not torch.isfinite(b).all():
         raise InputError("baseline contains NaN or inf")
     return b
+
+
+#: Captum keyword names this bench does not take per call, and what to use instead
+CAPTUM_REFUSED = {
+    "n_steps": "the number of steps is a method option: workbench.method('integrated-gradients', steps=N, tolerance=None)",
+    "method": "the quadrature rule is a method option: workbench.method('integrated-gradients', rule='gauss-legendre')",
+    "internal_batch_size": "batching is a method option: workbench.method('integrated-gradients', chunk_size=N)",
+    "return_convergence_delta": "IG returns its completeness residual with attribute(..., return_residual=True)",
+    "additional_forward_args": "wrap the model so that its forward takes the input alone",
+    "abs": "take .abs() of the returned map (workbench's gradient is signed)",
+}
+
+
+def captum_names(attribute):
+    """Decorator of ``attribute(model, x, *, target, baseline)`` that also takes Captum's spelling:
+    the target as third positional argument and ``baselines=`` (a tensor or a 1-tuple); Captum
+    keywords with no per-call meaning here (``n_steps``, ``method``, ...) are refused with a message
+    naming the workbench equivalent."""
+    import functools
+
+    @functools.wraps(attribute)
+    def wrapper(self, model, x, *args, **kwargs):
+        if len(args) > 1:
+            raise InputError("attribute takes (model, x, target) positionally; pass the rest by keyword (baseline=...)")
+        if args:
+            if "target" in kwargs:
+                raise InputError("target given both positionally and as target=")
+            kwargs["target"] = args[0]
+        if "baselines" in kwargs:
+            if "baseline" in kwargs:
+                raise InputError("give baseline= (workbench) or baselines= (Captum), not both")
+            b = kwargs.pop("baselines")
+            if isinstance(b, tuple):
+                if len(b) != 1:
+                    raise InputError(f"baselines= holds {len(b)} tensors; workbench methods take one input and one baseline")
+                b = b[0]
+            kwargs["baseline"] = b
+        for name, ours in CAPTUM_REFUSED.items():
+            if name in kwargs:
+                raise InputError(f"{name}= is Captum's keyword; in workbench, {ours}")
+        if "target" not in kwargs:
+            raise InputError("target is required: attribute(model, x, target=CLASS) (an int or one index per sample)")
+        return attribute(self, model, x, **kwargs)
+
+    return wrapper
 
 
 def resolve_target(target: Target, batch: int, outputs: int) -> Tensor:

@@ -240,5 +240,6 @@ def test_pixel_perturbation_bad_percentages_and_training_mode():
         with pytest.raises(workbench.InputError, match="percentages"):
             pixel_perturbation(net, x, x, target=0, percentages=pct)
     train = copy.deepcopy(net).train()
-    with pytest.raises(workbench.ModelError, match="training mode"):
+    train.noise = torch.nn.Dropout()  # a module that behaves differently in training
+    with pytest.raises(workbench.ModelError, match="training mode.*noise \\(Dropout\\)"):
         deletion_curve(train, x, x, target=0)

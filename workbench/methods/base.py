@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError, ModelError
 from ..modelguard import preserved
-from ..validation import BaselineLike, Target, check_input, check_model, resolve_baseline, resolve_target
+from ..validation import BaselineLike, Target, captum_names, check_input, check_model, resolve_baseline, resolve_target
 
 #: An axiom name mapped to the relative tolerance the method claims it to (None: round-off).
 Claims = Mapping[str, Optional[float]]
@@ -68,6 +68,7 @@ class Method(abc.ABC):
             return self.name
         return self.name + "[" + ",".join(f"{k}={_fmt(v)}" for k, v in self._options.items()) + "]"
 
+    @captum_names  # also Captum's spelling: positional target, baselines=
     def attribute(
         self,
         model: nn.Module,
@@ -193,4 +194,8 @@ def as_method(obj: Any, *, claims: Optional[Claims] = None) -> Method:
         return obj
     if inspect.isclass(obj) and issubclass(obj, Method):
         return obj()
+    if inspect.isclass(obj):  # a Captum / Zennit attribution class, adapted (or refused by name)
+        from ..adapters import adapt_class
+
+        return as_method(adapt_class(obj), claims=claims)
     return CallableMethod(obj, claims=claims)

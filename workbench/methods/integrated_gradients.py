@@ -31,7 +31,7 @@ from ..autograd import forward_targets, target_gradients
 from ..errors import ConvergenceError, InputError
 from ..quadrature import RULES, quadrature
 from ..tolerance import rtol_for
-from ..validation import check_input, check_model, resolve_baseline
+from ..validation import captum_names, check_input, check_model, resolve_baseline
 from ..modelguard import preserved
 from .base import Method, _normalize_target
 from .registry import register
@@ -101,6 +101,7 @@ class IntegratedGradients(Method):
         return {**exact, "completeness": t, "sensitivity-a": t, "implementation-invariance": t}
 
     # -- public ---------------------------------------------------------------------------
+    @captum_names
     def attribute(self, model: nn.Module, x: Tensor, *, target: Any, baseline: Any = None, return_residual: bool = False):  # type: ignore[override]
         """IG of F_target at x; with ``return_residual`` also sum(IG) - (F(x) - F(x')) per sample."""
         if not return_residual:
