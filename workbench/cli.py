@@ -100,8 +100,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     say = _progress(args.quiet)
     axioms = args.axioms.split(",") if args.axioms else None
-    shrink = args.shrink_seconds if args.shrink_seconds is not None else (5.0 if args.all else 20.0)
-    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
+    activations = tuple(args.activations.split(",")) if args.activations else None
+    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=activations, dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds, shrink=args.shrink)
     if args.all:
         names = list(MATRIX_METHODS)
         reports = [check(_resolve_method(n, {}), **common) for n in names]
@@ -117,6 +117,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(format_table(rows))
         print("\nholds: claimed and holds   holds*: holds, not claimed   fails: not claimed, fails as expected")
         print("FAILS: claimed but a counterexample was found   n/a: no applicable case")
+        print("contract: the method breaches its contract (not searched)   error: the method raised")
         cx = [(r.method, v) for r in reports for v in r.verdicts if v.counterexample]
         if cx:
             print("\ncounterexamples (replay with `workbench replay FILE`):")
@@ -127,7 +128,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected]
     for m, a, path in failed:
         print(f"\nclaimed axiom failed: {m} / {a}; counterexample: {path}", file=sys.stderr)
-    return 1 if failed else 0
+    errors = [(r.method, v.note) for r in reports for v in r.verdicts if v.status == "error"]
+    for m, note in dict(errors).items():
+        print(f"\nerror: {m}: {note}", file=sys.stderr)
+    return 2 if errors else (1 if failed else 0)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -194,11 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--examples", type=int, default=60, help="drawn cases per axiom (default 60)")
     c.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     c.add_argument("--kind", default="any", choices=["mlp", "cnn", "any"], help="networks drawn")
-    c.add_argument("--activations", default="relu", help="comma-separated: relu,softplus,gelu")
+    c.add_argument("--activations", help="comma-separated: relu,softplus,gelu (default: all three, ReLU only for a piecewise-linear method)")
     c.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     c.add_argument("--option", action="append", default=[], help="method option key=value (repeatable)")
     c.add_argument("--out", default="counterexamples", help="where counterexample files go")
-    c.add_argument("--shrink-seconds", type=float, help="time spent shrinking each counterexample (default 20, 5 with --all)")
+    c.add_argument("--shrink", default="unexpected", choices=["unexpected", "all", "none"], help="which failures are shrunk and saved (default: claimed ones)")
+    c.add_argument("--shrink-seconds", type=float, help="optional wall-clock cap per shrink (default none: shrinking counts evaluations)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.set_defaults(func=cmd_check)
