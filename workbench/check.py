@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample, Unsatisfiable
+from hypothesis.internal.conjecture import engine as _hypothesis_engine
 
 from . import __version__
 from .axioms import DEFAULT_AXIOMS, Case, Outcome, get_axiom
@@ -319,6 +320,9 @@ def check_axiom(
                     raise
         if search.error:
             return verdict(None, math.nan, search.applicable, None, f"method raised {search.error}", "error")
+        if budget.started is not None and do_shrink and budget.spent < budget.evaluations and not budget.capped:
+            # Hypothesis ends a shrink after MAX_SHRINKING_SECONDS of wall time on its own
+            budget.capped = time.monotonic() - budget.started >= _hypothesis_engine.MAX_SHRINKING_SECONDS
         found = budget.best
         if found is None:
             if search.applicable == 0:
@@ -340,7 +344,8 @@ def check_axiom(
         path = str(save_counterexample(save_dir, method, axiom_name, replay_case, outcome, dtype))
     note = f"{found.label + ': ' if found.label else ''}{outcome.note}"
     if budget.capped:
-        note += f" [wall-clock cap of {shrink_seconds:g}s hit while shrinking after {budget.spent} evaluations: the counterexample may not be the smallest; the verdict stands]"
+        cap = shrink_seconds if shrink_seconds is not None and time.monotonic() - budget.started >= shrink_seconds else _hypothesis_engine.MAX_SHRINKING_SECONDS
+        note += f" [wall-clock cap of {cap:g} s hit while shrinking after {budget.spent} evaluations: the counterexample may not be the smallest and may differ on a rerun; the verdict stands]"
     elif not do_shrink:
         note += " [confirmed, not shrunk; shrink='all' saves a counterexample]"
     return verdict(False, outcome.residual, search.applicable, path, note)
