@@ -289,8 +289,8 @@ def check_axiom(
             budget.record(case)
         return outcome.violated
 
-    def verdict(holds: Optional[bool], residual: float, cases: int, path: Optional[str] = None, note: str = "", status: str = "") -> Verdict:
-        return Verdict(axiom_name, label, holds, is_claimed, residual, rtol, cases, path, note, status, CALLS[0] - calls)
+    def verdict(holds: Optional[bool], residual: float, cases: int, path: Optional[str] = None, note: str = "", status: str = "", tol: float = rtol) -> Verdict:
+        return Verdict(axiom_name, label, holds, is_claimed, residual, tol, cases, path, note, status, CALLS[0] - calls)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed if seed is not None else 0)
@@ -348,7 +348,18 @@ def check_axiom(
         note += f" [wall-clock cap of {cap:g} s hit while shrinking after {budget.spent} evaluations: the counterexample may not be the smallest and may differ on a rerun; the verdict stands]"
     elif not do_shrink:
         note += " [confirmed, not shrunk; shrink='all' saves a counterexample]"
-    return verdict(False, outcome.residual, search.applicable, path, note)
+    return verdict(False, outcome.residual, search.applicable, path, note, tol=outcome.tolerance)
+
+
+def contract_summary(breaches: Sequence[str], limit: int = 2) -> str:
+    """One line: the first breach of each kind (network names dropped), at most ``limit`` kinds."""
+    kinds: dict = {}  # kind (text before the first colon) -> its first full text
+    for b in breaches:
+        text = re.sub(r"^\w+ network: ", "", b)
+        kinds.setdefault(text.split(":")[0], text)
+    distinct = list(kinds.values())
+    more = f" (+{len(distinct) - limit} more: see the report's contract)" if len(distinct) > limit else ""
+    return "; ".join(distinct[:limit]) + more
 
 
 def check(
@@ -417,7 +428,7 @@ def check(
             report.verdicts.append(Verdict(n, method.label, None, claimed, math.nan, math.nan, 0, None, f"method raised {result.error}", "error"))
             continue
         if result is not None and result.breaches:
-            note = "not searched: the method breaches its contract: " + "; ".join(result.breaches)
+            note = "not searched: the method breaches its contract: " + contract_summary(result.breaches)
             report.verdicts.append(Verdict(n, method.label, None, claimed, math.nan, math.nan, 0, None, note, "contract"))
             continue
         if progress:

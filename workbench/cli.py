@@ -125,9 +125,13 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {m} / {v.axiom}: {v.counterexample}")
     else:
         print(reports[0].table())
-    failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected]
+    failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected and v.status == "fails"]
     for m, a, path in failed:
         print(f"\nclaimed axiom failed: {m} / {a}; counterexample: {path}", file=sys.stderr)
+    breached = [(r.method, "; ".join(r.contract.get("breaches", []))) for r in reports if r.contract.get("breaches")]
+    for m, what in breached:
+        print(f"\ncontract breached: {m}: {what}", file=sys.stderr)
+    failed += breached
     errors = [(r.method, v.note) for r in reports for v in r.verdicts if v.status == "error"]
     for m, note in dict(errors).items():
         print(f"\nerror: {m}: {note}", file=sys.stderr)

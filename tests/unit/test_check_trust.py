@@ -70,6 +70,14 @@ def zero_small(model, x, target, baseline):
 zero_small.claims = {"sensitivity-a": 1e-6}
 
 
+def trapezoid_64(model, x, target, baseline):
+    """Captum's trapezoid rule at 64 steps: weights sum to 63/64, 1.6% inside the claimed 5%."""
+    return peers._quiet(peers._captum_ig("riemann_trapezoid", 64))(model, x, target, baseline)
+
+
+trapezoid_64.claims = {"completeness": peers.IG_PAPER_RTOL}
+
+
 def hook_left(model, x, target, baseline):
     list(model.modules())[-1].register_forward_hook(lambda m, i, o: None)
     return _grad(model, x, target)
@@ -154,6 +162,12 @@ def test_reach_completeness_shortcut_on_smooth_networks(tmp_path):
     assert not case.nets["f"].spec.piecewise_linear
     relu_only = check(completeness_shortcut, axioms=["completeness"], examples=30, seed=0, activations=("relu",), save_dir=tmp_path)
     assert relu_only.verdict("completeness").cell() == "holds"  # what the old default saw
+
+
+def test_reach_weight_bug_on_affine_networks_at_round_off(tmp_path):
+    r = check(trapezoid_64, axioms=["completeness"], examples=20, seed=0, save_dir=tmp_path)
+    v = r.verdict("completeness")
+    assert v.cell() == "FAILS" and "affine network" in v.note and v.tolerance == 1e-6 and v.residual < 0.05, r.table()
 
 
 def test_reach_sensitivity_a_small_output_changes(tmp_path):
