@@ -15,6 +15,7 @@ ones (weights 0, 1, -1/2 ...), with no denormals. Use them in your own tests::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -40,6 +41,7 @@ GRID = (1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.0, 0.25, -0.25, 1.5, -1.5, 0.75, -0.7
 FINEST_BITS = 12
 
 
+@functools.lru_cache(maxsize=None)
 def fine_dyadic(limit: float = 2.0, bits: int = FINEST_BITS) -> st.SearchStrategy[float]:
     """k / 2**e, |k / 2**e| <= limit, e <= bits: a generic-looking value that shrinks to an
     integer or a half (Hypothesis shrinks e and k towards 0), never a denormal, exact in float32."""
@@ -53,6 +55,7 @@ def fine_dyadic(limit: float = 2.0, bits: int = FINEST_BITS) -> st.SearchStrateg
     return draw()
 
 
+@functools.lru_cache(maxsize=None)
 def grid_values(limit: float = 2.0) -> st.SearchStrategy[float]:
     """Mostly values of GRID (dyadic: kinks and ties are hit exactly), sometimes a finer dyadic value
     (``fine_dyadic``: generic position, shrinking to integers and halves)."""
