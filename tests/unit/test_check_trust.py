@@ -160,8 +160,15 @@ def test_reach_completeness_shortcut_on_smooth_networks(tmp_path):
     assert v.cell() == "FAILS", r.table()
     _, case, _ = workbench.replay(v.counterexample, method=completeness_shortcut)
     assert not case.nets["f"].spec.piecewise_linear
-    relu_only = check(completeness_shortcut, axioms=["completeness"], examples=30, seed=0, activations=("relu",), save_dir=tmp_path)
-    assert relu_only.verdict("completeness").cell() == "holds"  # what the old default saw
+
+    def declared_piecewise_linear(model, x, target, baseline):
+        return completeness_shortcut(model, x, target, baseline)
+
+    declared_piecewise_linear.claims = dict(completeness_shortcut.claims)
+    declared_piecewise_linear.domain = "piecewise-linear"
+    relu_only = check(declared_piecewise_linear, axioms=["completeness"], examples=30, seed=0, save_dir=tmp_path)
+    assert relu_only.verdict("completeness").cell() == "holds"  # what the old ReLU-only default saw
+    assert relu_only.settings["not_searched"] == ["softplus", "gelu"] and "not searched: softplus, gelu" in relu_only.table()
 
 
 def test_reach_weight_bug_on_affine_networks_at_round_off(tmp_path):
