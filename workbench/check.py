@@ -255,9 +255,10 @@ def check_axiom(
 
     ``shrink``: "all" (default here; ``check`` defaults to "unexpected") shrinks and saves every
     failure; "unexpected" only failures of claimed axioms (an expected failure is confirmed by
-    re-running it and reported without a file); "none" none. Shrinking stops after ``shrink_evaluations`` evaluated
-    cases (the smallest violating case seen by then is kept), or at the optional wall-clock cap
-    ``shrink_seconds``, which the verdict then states. A violation is re-run from its JSON form
+    re-running it and reported without a file); "none" none. Shrinking stops after
+    ``shrink_evaluations`` evaluated cases (the smallest violating case seen by then is kept), or
+    at the optional wall-clock cap ``shrink_seconds`` (or Hypothesis's own five minutes), which
+    the verdict then states. A violation is re-run from its JSON form
     before it is reported: one that does not repeat makes the verdict ``contract``
     (nondeterministic). A method that raises gets ``error`` with its message, no file. ``seed``
     fixes the search and torch's RNG whatever Hypothesis profile is loaded (None: seed 0 for
