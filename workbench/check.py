@@ -329,7 +329,8 @@ def check_axiom(
             if search.applicable == 0:
                 reason = search.reasons[0] if search.reasons else "no applicable case was drawn"
                 return verdict(None, math.nan, 0, None, reason)
-            return verdict(True, search.worst, search.applicable, None, search.notes)
+            note = search.notes or ("" if is_claimed else f"held on all {search.applicable} cases; the method does not claim it")
+            return verdict(True, search.worst, search.applicable, None, note)
         first = axiom.run(method, found, rtol)
         replay_case = _replayed(found, dtype)
         outcome = axiom.run(method, replay_case, rtol)

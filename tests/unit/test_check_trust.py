@@ -233,6 +233,7 @@ def test_core_axioms_are_data_and_bind_undeclared_callables(tmp_path):
     r = check(plain, axioms=["dummy", "alpha1-beta0-identity"], examples=5, seed=0, save_dir=tmp_path, contract=False)
     assert r.verdict("dummy").claimed and not r.verdict("alpha1-beta0-identity").claimed
     assert r.verdict("alpha1-beta0-identity").cell() == "fails" and r.ok
+    assert all(v.note for v in r.verdicts if v.cell() != "holds")  # every other cell says why
 
 
 def test_a_violation_that_does_not_repeat_is_named_nondeterministic(tmp_path):
