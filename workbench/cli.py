@@ -107,11 +107,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .report_views import render_reports, write_heatmap, write_html
 
     say = _progress(args.quiet)
-    axioms = args.axioms.split(",") if args.axioms else list(DEFAULT_AXIOMS)
-    for a in axioms:
+    axioms = args.axioms.split(",") if args.axioms else None
+    for a in axioms or ():
         get_axiom(a)  # unknown names fail before any work
-    shrink = args.shrink_seconds if args.shrink_seconds is not None else (5.0 if args.all else 20.0)
-    common = dict(examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
+    activations = tuple(args.activations.split(",")) if args.activations else None
+    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=activations, dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds, shrink=args.shrink)
     if args.all:
         if args.option:
             raise WorkbenchError("--option applies to one method, not to --all")
@@ -124,38 +124,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         for m in methods:
-            report = None
-            for a in axioms:  # one axiom at a time, so that Ctrl-C keeps every finished verdict
-                part = check(m, axioms=[a], **common)
-                if report is None:
-                    report = Report(part.method, settings=part.settings)
-                    reports.append(report)
-                report.verdicts.extend(part.verdicts)
-    except KeyboardInterrupt:
+            reports.append(check(m, **common))
+    except KeyboardInterrupt as stop:  # the method being checked keeps its finished verdicts
         interrupted = True
-    finished = sum(len(r.verdicts) for r in reports)
+        partial = getattr(stop, "report", None)
+        if partial is not None:
+            reports.append(partial)
     shown = [r for r in reports if r.verdicts]
-    if shown and any(r.verdicts for r in shown):
+    if shown:
         print(render_reports(shown, args.format, matrix=bool(args.all)))
         if args.html:
             print(f"html report: {write_html(shown, args.html)}", file=sys.stderr)
         if args.heatmap:
             print(f"heatmap: {write_heatmap(shown, args.heatmap)}", file=sys.stderr)
     if interrupted:
-        total = len(methods) * len(axioms)
+        finished = sum(len(r.verdicts) for r in reports)
         if args.all:
             todo = "run `workbench check --all` again (the search is seeded: finished verdicts repeat)"
         else:
-            rest = [a for a in axioms if a not in {v.axiom for r in reports for v in r.verdicts}]
+            asked = axioms if axioms is not None else list(DEFAULT_AXIOMS)
+            rest = [a for a in asked if a not in {v.axiom for r in reports for v in r.verdicts}]
             todo = f"to finish: workbench check {args.method} --axioms {','.join(rest)}" if rest else "all verdicts finished"
-        print(f"interrupted: {finished} of {total} verdicts finished (shown above); {todo}", file=sys.stderr)
+        print(f"interrupted: {finished} verdicts finished (shown above); {todo}", file=sys.stderr)
         return 130
-    failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected]
+    failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected and v.status == "fails"]
     for m, a, path in failed:
         print(f"claimed axiom failed: {m} / {a}" + (f"; counterexample: {path}" if path else ""), file=sys.stderr)
-    if any(v.cell() == "error" for r in reports for v in r.verdicts):
-        return 2
-    return 1 if failed else 0
+    breached = [(r.method, "; ".join(r.contract.get("breaches", []))) for r in reports if r.contract.get("breaches")]
+    for m, what in breached:
+        print(f"contract breached: {m}: {what}", file=sys.stderr)
+    failed += breached
+    errors = [(r.method, v.note) for r in reports for v in r.verdicts if v.status == "error"]
+    for m, note in dict(errors).items():
+        print(f"error: {m}: {note}", file=sys.stderr)
+    return 2 if errors else (1 if failed else 0)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -260,11 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--examples", type=int, default=60, help="drawn cases per axiom (default 60)")
     c.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     c.add_argument("--kind", default="any", choices=["mlp", "cnn", "any"], help="networks drawn")
-    c.add_argument("--activations", default="relu", help="comma-separated: relu,softplus,gelu")
+    c.add_argument("--activations", help="comma-separated: relu,softplus,gelu (default: all three, ReLU only for a piecewise-linear method)")
     c.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     c.add_argument("--option", action="append", default=[], help="method option key=value (repeatable)")
     c.add_argument("--out", default="counterexamples", help="where counterexample files go")
-    c.add_argument("--shrink-seconds", type=float, help="time spent shrinking each counterexample (default 20, 5 with --all)")
+    c.add_argument("--shrink", default="unexpected", choices=["unexpected", "all", "none"], help="which failures are shrunk and saved (default: claimed ones)")
+    c.add_argument("--shrink-seconds", type=float, help="optional wall-clock cap per shrink (default none: shrinking counts evaluations)")
     _add_format(c)
     c.add_argument("--html", metavar="PATH", help="also write an HTML report (matrix, reasons, links to counterexample files)")
     c.add_argument("--heatmap", metavar="PATH", help="also write the method x axiom matrix as a PNG")

@@ -108,7 +108,14 @@ def report_table(report: Any) -> Table:
             links[(r, 6)] = v.counterexample
         rows.append([v.axiom, "yes" if v.claimed else "no", v.cell(), render.num(v.residual), render.num(v.tolerance, 1), str(v.cases), detail])
         classes[(r, 2)] = css_class(v.cell())
-    legend = [_verdict_legend([v.cell() for v in report.verdicts]),
+    notes = []
+    breaches = (getattr(report, "contract", None) or {}).get("breaches")
+    if breaches:
+        notes.append("contract breached: " + "; ".join(breaches))
+    settings = getattr(report, "settings", {}) or {}
+    if settings.get("not_searched"):
+        notes.append(f"not searched: {', '.join(settings['not_searched'])} networks (domain: {settings.get('domain')})")
+    legend = notes + [_verdict_legend([v.cell() for v in report.verdicts]),
               "claim: whether the method claims the axiom   residual: worst relative residual (of the counterexample "
               "when it fails)   tol: the relative tolerance it is compared with   cases: applicable cases evaluated"]
     return Table(cols, rows, title=f"method: {report.method}", legend=legend, links=links, classes=classes, records=[report.to_dict()])

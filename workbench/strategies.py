@@ -2,8 +2,9 @@
 baselines and targets that fit them.
 
 Values come mostly from a dyadic grid (multiples of 1/4 in [-2, 2]), so pre-activations land
-exactly on ReLU kinks and max-pool ties often, and shrunk counterexamples read like
-hand-written ones (weights 0, 1, -1/2 ...). Use them in your own tests::
+exactly on ReLU kinks and max-pool ties often, otherwise from finer dyadic values k / 2**e
+(e <= 12) that shrink to integers and halves: shrunk counterexamples read like hand-written
+ones (weights 0, 1, -1/2 ...), with no denormals. Use them in your own tests::
 
     from hypothesis import given
     from workbench import strategies as wst
@@ -14,6 +15,7 @@ hand-written ones (weights 0, 1, -1/2 ...). Use them in your own tests::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -35,11 +37,36 @@ ACTIVATION_NAMES = ("relu", "softplus", "gelu")
 GRID = (1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.0, 0.25, -0.25, 1.5, -1.5, 0.75, -0.75, 1.25, -1.25, 1.75, -1.75)
 
 
+#: finest resolution of a drawn value: multiples of 2**-FINEST_BITS
+FINEST_BITS = 12
+
+
+@functools.lru_cache(maxsize=None)
+def fine_dyadic(limit: float = 2.0, bits: int = FINEST_BITS) -> st.SearchStrategy[float]:
+    """k / 2**e, |k / 2**e| <= limit, e <= bits: a generic-looking value that shrinks to an
+    integer or a half (Hypothesis shrinks e and k towards 0), never a denormal, exact in float32."""
+
+    @st.composite
+    def draw(d: st.DrawFn) -> float:
+        e = d(st.integers(0, bits))
+        top = int(limit * 2**e)
+        return d(st.integers(-top, top)) / 2**e
+
+    return draw()
+
+
+@functools.lru_cache(maxsize=None)
 def grid_values(limit: float = 2.0) -> st.SearchStrategy[float]:
-    """Mostly values of GRID (dyadic: kinks and ties are hit exactly), sometimes a generic float."""
+    """Mostly values of GRID (dyadic: kinks and ties are hit exactly), sometimes a finer dyadic value
+    (``fine_dyadic``: generic position, shrinking to integers and halves)."""
     dyadic = st.sampled_from([v for v in GRID if abs(v) <= limit])
-    generic = st.floats(-limit, limit, allow_nan=False, allow_infinity=False, width=32)
-    return st.one_of(dyadic, generic)
+    return st.one_of(dyadic, fine_dyadic(limit))
+
+
+def scaled_offsets(max_exponent: int = 24) -> st.SearchStrategy[float]:
+    """±2**-e, e in [0, max_exponent]: changes of an input across scales (output changes far
+    below 1 reach methods that drop small attributions)."""
+    return st.tuples(st.sampled_from([1.0, -1.0]), st.integers(0, max_exponent)).map(lambda t: t[0] * 2.0 ** -t[1])
 
 
 def _activation(name: str, inplace: bool) -> object:

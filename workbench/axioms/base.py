@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
 from ..autograd import forward_targets
-from ..errors import ConvergenceError, UnsupportedModelError, WorkbenchError
+from ..contract import error_text
+from ..degenerate import degenerate_reason
+from ..errors import ConvergenceError, UnsupportedModelError
 from ..methods.base import Method
 from ..nets import spec as S
 from ..strategies import Family
@@ -79,6 +81,8 @@ class Outcome:
     tolerance: float = 0.0
     applicable: bool = True
     note: str = ""
+    #: the method's exception (``TypeName: message``) when it raised on a valid case
+    error: str = ""
 
     @property
     def violated(self) -> bool:
@@ -95,11 +99,16 @@ def relative(residual: float, scale: float) -> float:
     return r / (1.0 + abs(float(scale))) if math.isfinite(r) else math.inf
 
 
+#: calls of ``attribute`` so far (the checker's evaluation count; budgets count these, not seconds)
+CALLS = [0]
+
+
 def attribute(method: Method, net: S.SpecNet, x: Tensor, target: int, baseline: Tensor) -> Tensor:
-    """Run the method with a fixed torch RNG state, so stochastic methods repeat themselves."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return method.attribute(net, x, target=target, baseline=baseline if method.uses_baseline else None)
+    """Run the method once. The torch RNG is not reset per call: a method drawing from torch's
+    generator without seeding it is then seen to be nondeterministic (the checker seeds torch
+    once per check, so a whole report still repeats)."""
+    CALLS[0] += 1
+    return method.attribute(net, x, target=target, baseline=baseline if method.uses_baseline else None)
 
 
 def output(net: S.SpecNet, x: Tensor, target: int) -> float:
@@ -111,6 +120,10 @@ class Axiom:
 
     name: ClassVar[str] = "axiom"
     description: ClassVar[str] = ""
+    #: a core axiom (Sundararajan et al. 2017's list) binds every method; a plain callable that
+    #: declares no claims is held to the core axioms only, not to other methods' identities
+    core: ClassVar[bool] = False
+
     def cases(self, family: Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         """Hypothesis strategy drawing cases for this axiom from a network family."""
         raise NotImplementedError(f"{type(self).__name__} must define cases()")
@@ -122,18 +135,28 @@ class Axiom:
         """Residual of one case; may raise, ``run`` turns errors into outcomes."""
         raise NotImplementedError(f"{type(self).__name__} must define evaluate()")
 
+    def degenerate(self, method: Method, case: Case) -> Optional[str]:
+        """Why the case is no evidence (its path or input stays on a kink or tie), or None."""
+        return degenerate_reason(case.nets, case.x, case.baseline if method.uses_baseline else None)
+
     def run(self, method: Method, case: Case, rtol: float) -> Outcome:
-        """``evaluate`` with the method's failures turned into outcomes (never raises)."""
+        """``evaluate`` with the method's failures turned into outcomes (never raises).
+
+        A degenerate case is not applicable; a method that does not support the network is not
+        applicable; a ConvergenceError is a violation (the method missed its own tolerance);
+        any other exception is an error outcome carrying the method's message."""
+        reason = self.degenerate(method, case)
+        if reason:
+            return not_applicable(reason)
         try:
             return self.evaluate(method, case, rtol)
         except UnsupportedModelError as e:
             return not_applicable(f"method does not support this network: {e}")
         except ConvergenceError as e:
             return Outcome(math.inf, rtol, True, f"method did not converge: {e}")
-        except WorkbenchError as e:
-            return Outcome(math.inf, rtol, True, f"method raised {type(e).__name__}: {e}")
-        except Exception as e:  # a crash on a valid case is a violation of the contract
-            return Outcome(math.inf, rtol, True, f"method raised {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - a crash on a valid case is the method's error
+            text = error_text(e)
+            return Outcome(math.inf, rtol, True, f"method raised {text}", error=text)
 
 
 _AXIOMS: dict[str, Axiom] = {}

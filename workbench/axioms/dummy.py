@@ -30,6 +30,7 @@ def _dummy_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -> Cas
 class Dummy(Axiom):
     name = "dummy"
     description = "F independent of a feature -> its attribution is 0"
+    core = True
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _dummy_cases(family, dtype)

@@ -42,6 +42,7 @@ def _equivalent_pairs(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -
 class ImplementationInvariance(Axiom):
     name = "implementation-invariance"
     description = "functionally equal networks -> equal attributions"
+    core = True
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _equivalent_pairs(family, dtype)

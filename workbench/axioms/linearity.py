@@ -29,6 +29,7 @@ def _sum_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -> Case:
 class Linearity(Axiom):
     name = "linearity"
     description = "A(a f1 + b f2) = a A(f1) + b A(f2)"
+    core = True
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _sum_cases(family, dtype)

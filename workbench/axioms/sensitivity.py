@@ -2,7 +2,8 @@
 F(x) != F(x'), that feature gets a non-zero attribution.
 
 Residual: the output change |F(x) - F(x')| (relative) left unattributed when A_k = 0; zero when
-A_k != 0. Plain gradients fail on the IG paper's f(x) = 1 - ReLU(1 - x), x = 2, x' = 0.
+A_k != 0. Half the drawn cases change the feature by ±2**-e (e <= 24), so output changes
+across scales are drawn (a method that zeroes small attributions is found). Plain gradients fail on the IG paper's f(x) = 1 - ReLU(1 - x), x = 2, x' = 0.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ def _one_feature_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) 
     net = draw(family.networks(dtype))
     x = draw(wst.inputs(net.spec, dtype=dtype))
     k = draw(st.integers(0, x[0].numel() - 1))
-    value = draw(wst.grid_values())
     b = x.clone()
-    b.view(-1)[k] = value
+    if draw(st.booleans()):  # a change across scales: |F(x) - F(x')| from O(1) down to ~1e-7
+        b.view(-1)[k] = float(x.view(-1)[k]) + draw(wst.scaled_offsets())
+    else:
+        b.view(-1)[k] = draw(wst.grid_values())
     return Case({"f": net}, x, b, draw(wst.targets(net.spec)), {"feature": k})
 
 
@@ -30,6 +33,7 @@ def _one_feature_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) 
 class SensitivityA(Axiom):
     name = "sensitivity-a"
     description = "input and baseline differ in one feature and in output -> that feature's attribution != 0"
+    core = True
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _one_feature_cases(family, dtype)

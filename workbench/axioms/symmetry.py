@@ -35,6 +35,7 @@ def _symmetric_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) ->
 class Symmetry(Axiom):
     name = "symmetry"
     description = "F symmetric in i, j and x_i = x_j, x'_i = x'_j -> A_i = A_j"
+    core = True
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _symmetric_cases(family, dtype)

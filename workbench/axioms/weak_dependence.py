@@ -148,9 +148,7 @@ def representation(method, net: nn.Module, x: Tensor, target: int, baseline: Ten
     """The parts of a method's representation: its ``representation()`` if any, else the attribution."""
     rep = getattr(method, "representation", None)
     if callable(rep):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return dict(rep(net, x, target=target))
+        return dict(rep(net, x, target=target))
     return {"attribution": attribute(method, net, x, target, baseline)}
 
 

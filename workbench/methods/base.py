@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelError
-from ..modelguard import preserved
+from ..modelguard import preserved, report_breach
 from ..validation import BaselineLike, Target, captum_names, check_input, check_model, resolve_baseline, resolve_target
 
 #: An axiom name mapped to the relative tolerance the method claims it to (None: round-off).
@@ -41,6 +41,11 @@ class Method(abc.ABC):
     #: parameters stop requiring grad during the call unless a method needs their gradients
     freeze_parameters: ClassVar[bool] = True
     base_claims: ClassVar[Claims] = {}
+    #: the networks the claims are made for: "any", or "piecewise-linear" (ReLU/max-pool networks
+    #: only; the checker then draws no smooth activations and says so in its report)
+    domain: ClassVar[str] = "any"
+    #: whether a method call copies the model's values first and restores them after (foreign code)
+    guard_by_value: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         """Record the options that differ from the subclass constructor's defaults."""
@@ -85,9 +90,10 @@ class Method(abc.ABC):
         b = None if baseline is None else resolve_baseline(baseline, x)
         if not self.uses_baseline:
             b = None
-        with preserved(model, freeze_parameters=self.freeze_parameters):
+        with preserved(model, freeze_parameters=self.freeze_parameters, by_value=self.guard_by_value):
             a = self._attribute(model, x.detach(), t, b)
         if a.shape != x.shape:
+            report_breach(f"output shape {tuple(a.shape)} for input shape {tuple(x.shape)}")
             raise ModelError(f"{self.name} produced shape {tuple(a.shape)} for input {tuple(x.shape)}")
         return a
 
@@ -122,11 +128,16 @@ class CallableMethod(Method):
     the command line can declare them too.
 
     Parameters stay trainable during the call (the callable may need their gradients); the
-    model is still checked afterwards and hooks the callable left behind are removed.
+    model's values are copied before the call and written back after it (also when it raises;
+    a write raises ModelModifiedError), hooks it left behind are removed, and an output still
+    attached to the autograd graph is detached. Inside the checker's contract check each of
+    these is reported as a breach instead. ``f.domain = "piecewise-linear"`` limits the claims
+    to ReLU/max-pool networks.
     """
 
     uses_baseline = True
     freeze_parameters = False
+    guard_by_value = True
 
     def __init__(
         self,
@@ -146,6 +157,10 @@ class CallableMethod(Method):
         #: whether the claims were declared (argument or the function's ``claims`` attribute)
         self.declared = declared is not None
         self._claims = dict(declared or {})
+        domain = getattr(function, "domain", "any")
+        if domain not in ("any", "piecewise-linear"):
+            raise InputError(f"domain of {self.name} must be 'any' or 'piecewise-linear', got {domain!r}")
+        self.domain = domain  # type: ignore[misc]
 
     @property
     def claims(self) -> dict[str, Optional[float]]:
@@ -168,6 +183,8 @@ class CallableMethod(Method):
         a = self.function(model, x, target, baseline)
         if not isinstance(a, Tensor):
             raise ModelError(f"{self.name} returned {type(a).__name__}, expected a tensor")
+        if a.requires_grad or a.grad_fn is not None:
+            report_breach("output attached to the autograd graph (requires_grad=True); return a detached tensor")
         return a.detach()
 
 

@@ -94,6 +94,8 @@ class FullGradientsMethod(Method):
     name = "full-gradients"
     description = "full-gradient representation (input gradient + bias gradients); attribute is its dF/dx part"
     base_claims = {"weak-dependence": None, "full-gradient-completeness": None}
+    #: both claims need linear regions and positive homogeneity (Srinivas & Fleuret 2019)
+    domain = "piecewise-linear"
 
     def __init__(self, *, strict: bool = False) -> None:
         super().__init__(strict=strict)

@@ -87,6 +87,11 @@ class IntegratedGradients(Method):
 
     # -- claims ---------------------------------------------------------------------------
     @property
+    def domain(self) -> str:  # type: ignore[override]
+        """The exact rule needs ReLU/max-pool networks: the checker then draws no smooth ones."""
+        return "piecewise-linear" if self.rule == "exact" else "any"
+
+    @property
     def claims(self) -> dict[str, Optional[float]]:
         exact = {"dummy": None, "symmetry": None}
         if self.rule == "exact":
