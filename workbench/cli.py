@@ -139,13 +139,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"heatmap: {write_heatmap(shown, args.heatmap)}", file=sys.stderr)
     if interrupted:
         finished = sum(len(r.verdicts) for r in reports)
+        asked = axioms if axioms is not None else list(DEFAULT_AXIOMS)
         if args.all:
             todo = "run `workbench check --all` again (the search is seeded: finished verdicts repeat)"
         else:
-            asked = axioms if axioms is not None else list(DEFAULT_AXIOMS)
             rest = [a for a in asked if a not in {v.axiom for r in reports for v in r.verdicts}]
             todo = f"to finish: workbench check {args.method} --axioms {','.join(rest)}" if rest else "all verdicts finished"
-        print(f"interrupted: {finished} verdicts finished (shown above); {todo}", file=sys.stderr)
+        print(f"interrupted: {finished} of {len(methods) * len(asked)} verdicts finished (shown above); {todo}", file=sys.stderr)
         return 130
     failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected and v.status == "fails"]
     for m, a, path in failed:

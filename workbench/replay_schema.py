@@ -177,7 +177,8 @@ def _schema(limits: ReplayLimits) -> dict:
             "dtype": {"enum": sorted(DTYPES)},
             "outcome": {
                 "type": "object",
-                "properties": {"residual": number_or_text, "tolerance": {"type": "number", "minimum": 0}, "applicable": {"type": "boolean"}, "note": {"type": "string", "maxLength": 10_000}},
+                "properties": {"residual": number_or_text, "tolerance": {"type": "number", "minimum": 0}, "applicable": {"type": "boolean"}, "note": {"type": "string", "maxLength": 10_000},
+                               "error": {"type": "string", "maxLength": 10_000}},
                 "required": ["tolerance"],
                 "additionalProperties": False,
             },

@@ -24,16 +24,16 @@ def test_ctrl_c_during_check_keeps_finished_verdicts(capsys, monkeypatch, tmp_pa
     import sys
 
     C = sys.modules["workbench.check"]  # the module (``workbench.check`` the attribute is the function)
-    real = C.check
+    real = C.check_axiom
     calls = []
 
-    def interrupted_after_two(method, **kw):
-        calls.append(kw["axioms"])
+    def interrupted_after_two(method, axiom, **kw):  # Ctrl-C while the third axiom is searched
+        calls.append(axiom)
         if len(calls) > 2:
             raise KeyboardInterrupt
-        return real(method, **kw)
+        return real(method, axiom, **kw)
 
-    monkeypatch.setattr(C, "check", interrupted_after_two)
+    monkeypatch.setattr(C, "check_axiom", interrupted_after_two)
     code, out, err = _run(capsys, "check", "gradient", "--axioms", "dummy,symmetry,linearity,completeness", "--examples", "3",
                           "--out", str(tmp_path), "--quiet")
     assert code == 130
