@@ -109,13 +109,18 @@ class Coverage:
 
     ``modules``: nonlinear module types modelled (by a rule, or by the method's own algebra);
     ``kinds``: operation kinds handled exactly by the plain gradient wherever they occur;
-    ``advice``: what a user can do about an unsupported layer (the end of the error message).
+    ``ops``: nonlinear node operations (``op_name``) modelled wherever they run, also called
+    functionally (FullGrad: ReLU and max pooling are positively homogeneous anywhere);
+    ``advice``: what a user can do about an unsupported layer (the end of the error message);
+    ``traced_by_method``: the method traces its own attribution pass (else ``precheck`` traces one).
     """
 
     method: str
     modules: tuple = ()
     kinds: frozenset = LINEAR_KINDS
     advice: str = "replace the layer by a modelled one or pass unsupported='gradient' to keep the plain gradient there"
+    ops: frozenset = frozenset()
+    traced_by_method: bool = True
 
     def models(self, module: nn.Module) -> bool:
         return bool(self.modules) and isinstance(module, self.modules)
@@ -217,7 +222,7 @@ class Tracer:
             kind = classify(node)
             if kind in coverage.kinds:
                 continue
-            if kind == NONLINEAR and _leaf(module) and coverage.models(module):
+            if kind == NONLINEAR and (op in coverage.ops or (_leaf(module) and coverage.models(module))):
                 continue
             key = (path, op)
             found.setdefault(key, Unsupported(path, type(module).__name__, op))
@@ -272,6 +277,15 @@ def enforce(output: Tensor, tracer: Tracer, coverage: Coverage, unsupported: str
     if unsupported == "refuse":
         raise refusal(items, coverage)
     return conventions(items, "plain gradient (unsupported='gradient')" if unsupported == "gradient" else unsupported)
+
+
+def precheck(method: Any, model: nn.Module, x: Tensor) -> tuple[str, ...]:
+    """``Method.attribute``'s hook: for a method declaring a ``coverage`` it does not check on its own
+    pass (``traced_by_method=False``: exact IG), trace one forward and refuse what it does not model."""
+    coverage = getattr(method, "coverage", None)
+    if not isinstance(coverage, Coverage) or coverage.traced_by_method:
+        return ()
+    return trace_check(model, x, coverage, getattr(method, "unsupported", "refuse"))
 
 
 def trace_check(model: nn.Module, x: Tensor, coverage: Coverage, unsupported: str = "refuse") -> tuple[str, ...]:

@@ -96,8 +96,9 @@ COVERAGE = cov.Coverage(
     "full-gradients",
     (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU) + tuple(t for t in _HOMOGENEOUS if "MaxPool" in t.__name__) + KINKS,
     cov.LINEAR_KINDS,
-    "replace the layer by a piecewise-linear one, or pass strict=False to get the decomposition with its residual "
-    "(the layer is then listed in implicit_bias_layers)",
+    "replace the layer by a piecewise-linear one, or pass unsupported='gradient' (strict=False for full_gradients) to get "
+    "the decomposition without its implicit bias (the layer is then listed in implicit_bias_layers) and a residual",
+    ops=frozenset({"Relu", "LeakyRelu", "PreluKernel", "MaxPool2DWithIndices", "MaxPool3DWithIndices", "AdaptiveMaxPool2D", "AdaptiveMaxPool3D"}),
 )
 #: leaves whose bias (or normalization) cannot be written as an additive, input-independent bias
 _UNCOLLECTABLE: tuple[type, ...] = (
@@ -265,20 +266,23 @@ class _Collector:
         return output + z
 
 
-def full_gradients(model: nn.Module, x: Tensor, target: Target, *, strict: bool = True) -> FullGradients:
+def full_gradients(model: nn.Module, x: Tensor, target: Target, *, strict: bool = True, unsupported: Optional[str] = None) -> FullGradients:
     """The full-gradient decomposition of F_target at x: dF/dx, x * dF/dx, every grad_b F * b.
 
     One forward and one backward pass. ``strict`` raises UnsupportedModelError on nonlinear
     operations that are not piecewise linear (traced: hidden ones too; they add implicit biases)
     and when the residual exceeds the dtype's round-off tolerance; with ``strict=False`` both are
-    reported instead. Layers whose bias cannot be collected always raise. The model is left unchanged.
+    reported instead. ``unsupported`` ("refuse" / "gradient") decides the first of the two
+    separately (default: "refuse" when strict). Layers whose bias cannot be collected always
+    raise. The model is left unchanged.
     """
+    refuse = cov.check_unsupported(unsupported if unsupported is not None else ("refuse" if strict else "gradient")) == "refuse"
     check_model(model)
     check_input(x, model)
     t = resolve_target(target, x.shape[0], outputs=2**62)
     biased, implicit_modules = inspect_model(model)
     implicit = implicit_modules
-    if strict and implicit:
+    if refuse and implicit:
         names = ", ".join(f"{_where(n)} ({type(m).__name__})" for n, m in implicit[:3])
         raise UnsupportedModelError(
             f"the full-gradient decomposition is exact only for piecewise-linear activations (ReLU, LeakyReLU, PReLU, "
@@ -298,7 +302,7 @@ def full_gradients(model: nn.Module, x: Tensor, target: Target, *, strict: bool 
             with torch.enable_grad(), cov.traced(model) as tracer:
                 f = target_outputs(model, xs.clone(), t)  # clone: an in-place first layer is allowed
                 found = tracer.unsupported(f, COVERAGE)
-                if strict and found:
+                if refuse and found:
                     raise cov.refusal(found, COVERAGE)
                 zs = [z for _, _, z, _ in collector.calls]
                 grads = torch.autograd.grad(f.sum(), [xs] + zs, allow_unused=True)

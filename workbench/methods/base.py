@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from torch import Tensor, nn
 
+from ..coverage import precheck
 from ..errors import InputError, ModelError
 from ..modelguard import preserved
 from ..validation import BaselineLike, Target, check_input, check_model, resolve_baseline, resolve_target
@@ -85,6 +86,7 @@ class Method(abc.ABC):
         if not self.uses_baseline:
             b = None
         with preserved(model, freeze_parameters=self.freeze_parameters):
+            precheck(self, model, x)  # layer coverage of methods that do not trace their own pass
             a = self._attribute(model, x.detach(), t, b)
         if a.shape != x.shape:
             raise ModelError(f"{self.name} produced shape {tuple(a.shape)} for input {tuple(x.shape)}")
