@@ -155,12 +155,15 @@ class Unsupported:
     path: str
     kind: str
     op: str
+    leaf: bool = True
 
     def describe(self) -> str:
         where = f"layer {self.path!r}" if self.path else "the model"
-        if self.op == self.kind or self.op.lower() in self.kind.lower():
+        if not self.leaf:
+            return f"{where} ({self.kind}), which runs {self.op} inside a forward"
+        if self.op.lower() in self.kind.lower() or self.kind.lower() in self.op.lower():
             return f"{where} ({self.kind})"
-        return f"{where} ({self.kind}), which runs {self.op} inside a forward"
+        return f"{where} ({self.kind}, which runs {self.op})"
 
 
 @dataclass
@@ -224,8 +227,8 @@ class Tracer:
                 continue
             if kind == NONLINEAR and (op in coverage.ops or (_leaf(module) and coverage.models(module))):
                 continue
-            key = (path, op)
-            found.setdefault(key, Unsupported(path, type(module).__name__, op))
+            key = (path, "" if _leaf(module) else op)
+            found.setdefault(key, Unsupported(path, type(module).__name__, op, _leaf(module)))
         return list(reversed(found.values()))  # forward order, roughly
 
 
@@ -268,15 +271,16 @@ def traced(model: nn.Module, modules: Optional[Sequence[tuple[str, nn.Module]]] 
 
 
 def enforce(output: Tensor, tracer: Tracer, coverage: Coverage, unsupported: str = "refuse") -> tuple[str, ...]:
-    """Refuse the unsupported operations of output's graph, or record the named convention.
+    """Refuse the unsupported operations of output's graph, or keep their plain gradient and record
+    that (``unsupported="gradient"``).
 
     Returns the conventions applied (empty when everything is modelled)."""
     items = tracer.unsupported(output, coverage)
     if not items:
         return ()
-    if unsupported == "refuse":
+    if unsupported != "gradient":  # other conventions (LRP's "pass") act through rules: the rest is refused
         raise refusal(items, coverage)
-    return conventions(items, "plain gradient (unsupported='gradient')" if unsupported == "gradient" else unsupported)
+    return conventions(items, "plain gradient (unsupported='gradient')")
 
 
 def precheck(method: Any, model: nn.Module, x: Tensor) -> tuple[str, ...]:
