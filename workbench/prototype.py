@@ -59,8 +59,9 @@ def relu_rule(function: ReluMap) -> FunctionRule:
 class _PrototypeMethod(RuleMethod):
     uses_baseline = False
 
-    def __init__(self, name: str, composite: Composite, claims: Claims, seed: str, times_input: bool) -> None:
+    def __init__(self, name: str, composite: Composite, claims: Claims, seed: str, times_input: bool, unsupported: str) -> None:
         super().__init__()
+        self.unsupported = unsupported
         self.name = name
         self.description = f"prototype rule method {name}"
         self._composite = composite
@@ -86,11 +87,18 @@ def rule_method(
     claims: Optional[Claims] = None,
     seed: str = "gradient",
     times_input: bool = False,
+    unsupported: str = "gradient",
 ) -> RuleMethod:
     """A Method from rules: ``relu=`` for every ReLU, ``rules`` as (matcher, rule) pairs or a
     {matcher: rule} dict (matcher: a layer type, a tuple of types, a name pattern such as
     ``"features.*"``, or a predicate), ``first`` for the first Linear/Conv layer, or a ready
-    ``Composite``. Layers no rule selects keep their plain gradient."""
+    ``Composite``. Layers no rule selects keep their plain gradient: ``unsupported="gradient"``,
+    the default for a prototype (the layers are listed in the method's ``last_conventions``);
+    ``unsupported="refuse"`` raises ``UnsupportedModelError`` on every nonlinear operation no
+    rule models instead (``workbench.coverage``)."""
+    from .coverage import check_unsupported
+
+    check_unsupported(unsupported)
     if seed not in ("gradient", "relevance"):
         raise InputError(f"seed must be 'gradient' or 'relevance', got {seed!r}")
     if isinstance(rules, Composite):
@@ -107,4 +115,4 @@ def rule_method(
         if not pairs and first is None:
             raise InputError("rule_method needs at least one rule (relu=, rules= or first=)")
         composite = Composite(pairs, first=first, canonizers=canonizers, name=name)
-    return _PrototypeMethod(name, composite, claims or {}, seed, times_input)
+    return _PrototypeMethod(name, composite, claims or {}, seed, times_input, unsupported)

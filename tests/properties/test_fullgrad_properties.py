@@ -103,7 +103,11 @@ def test_weak_dependence_not_applicable_on_smooth_networks():
 def test_full_gradient_completeness_verdicts(tmp_path):
     ok = check_axiom(workbench.method("full-gradients"), "full-gradient-completeness", examples=20, seed=1, save_dir=tmp_path)
     assert ok.holds is True and ok.claimed
-    smooth = check_axiom(workbench.method("full-gradients"), "full-gradient-completeness", examples=20, seed=1,
+    # smooth activations are refused by default; the named convention (implicit biases left out) shows the violation
+    net = S.build(S.NetSpec((2,), (S.Linear(3), S.Softplus(), S.Linear(1))), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(workbench.UnsupportedModelError, match=r"layer '.*' \(Softplus\)"):
+        workbench.method("full-gradients").attribute(net, torch.ones(1, 2, dtype=torch.float64), target=0)
+    smooth = check_axiom(workbench.method("full-gradients", unsupported="gradient"), "full-gradient-completeness", examples=20, seed=1,
                          family=Family("any", ("softplus", "gelu")), save_dir=tmp_path, shrink_seconds=3)
     assert smooth.holds is False and "positive homogeneity" in smooth.note
     na = check_axiom(workbench.method("gradient"), "full-gradient-completeness", examples=3, seed=1, save_dir=tmp_path)

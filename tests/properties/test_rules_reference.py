@@ -47,6 +47,8 @@ ELEMENTWISE = {
     "deconvnet": (lambda: workbench.method("deconvnet"), ref.deconvnet_rule, False),
     "rectgrad": (lambda: workbench.method("rectgrad"), ref.rectgrad_rule(98.0), True),
     "rectgrad[q=50]": (lambda: workbench.method("rectgrad", q=50.0), ref.rectgrad_rule(50.0), True),
+    "guided-backprop[max_pool_ties='split']": (lambda: workbench.method("guided-backprop", max_pool_ties="split"), ref.gbp_rule, False),
+    "deconvnet[max_pool_ties='split']": (lambda: workbench.method("deconvnet", max_pool_ties="split"), ref.deconvnet_rule, False),
 }
 
 
@@ -63,7 +65,7 @@ def test_elementwise_rules_match_reference(name, case):
     else:
         a = m.attribute(net, x, target=t)
     try:
-        r = ref.modified_gradient(net, x, t, rule)
+        r = ref.modified_gradient(net, x, t, rule, max_pool_ties=getattr(m, "max_pool_ties", "first"))
     except ref.AmbiguousThreshold:  # RectGrad at a round-off tie: no implementation-independent answer
         assume(False)
     if times_x:
@@ -88,6 +90,8 @@ def test_lrp_composites_match_reference(composite, case):
     ("epsilon-plus", {"zplus_bias": True}), ("gamma", {"bias": False, "stabilizer": 0.25}),
     ("alpha-beta", {"stabilizer": 0.25}), ("dtd-zb", {"stabilizer": 1e-3, "low": -2.0, "high": 2.0}),
     ("flat", {"stabilizer": 0.5}), ("epsilon-gamma-box", {"low": (-2.0, -2.5), "high": (2.0, 3.0)}),
+    ("gamma", {"generalized_gamma": True}), ("gamma", {"generalized_gamma": True, "bias": False, "stabilizer": 0.25}),
+    ("zero", {"max_pool_ties": "split"}), ("epsilon-plus-flat", {"max_pool_ties": "split"}),
 ]))
 def test_lrp_conventions_match_reference(case, options):
     """Bias in or out of the denominators, a stabilizer on every rule, per-channel zB bounds."""
@@ -99,11 +103,11 @@ def test_lrp_conventions_match_reference(case, options):
     _close(a, ref.lrp(net, x, t, comp, **opts))
 
 
-@given(case=cases())
-def test_deeplift_matches_reference(case):
+@given(case=cases(), ties=st.sampled_from(["first", "split"]))
+def test_deeplift_matches_reference(case, ties):
     net, x, x0, t = case
-    a = workbench.method("deeplift").attribute(net, x, target=t, baseline=x0)
-    _close(a, ref.deeplift(net, x, x0, t))
+    a = workbench.method("deeplift", max_pool_ties=ties).attribute(net, x, target=t, baseline=x0)
+    _close(a, ref.deeplift(net, x, x0, t, max_pool_ties=ties))
 
 
 # -- DTD: the rules from root points ------------------------------------------------------------

@@ -256,3 +256,51 @@ def test_explain_cli_torchvision_random_weights_and_digits(tmp_path, monkeypatch
     _, info = train_digits()  # from the cache now
     assert info["test_accuracy"] > 0.9
     assert main(["explain", "skimage:no_such_image", "--out", str(out)]) == 2
+
+
+# -- piecewise-linear activations: each kink's implicit bias -----------------------------------
+PIECEWISE_LINEAR = {
+    "ReLU": nn.ReLU, "ReLU6": lambda: nn.ReLU6(inplace=True), "Hardtanh": lambda: nn.Hardtanh(-1.0, 2.0),
+    "LeakyReLU": lambda: nn.LeakyReLU(0.1), "PReLU": lambda: nn.PReLU(3), "Threshold": lambda: nn.Threshold(0.5, -2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(PIECEWISE_LINEAR))
+def test_every_piecewise_linear_activation_is_exact(name):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), PIECEWISE_LINEAR[name](), nn.Linear(3, 3), PIECEWISE_LINEAR[name](), nn.Linear(3, 2)).double().eval()
+    x = 20 * torch.randn(8, 4, dtype=torch.float64)  # wide enough to reach every piece
+    fg = full_gradients(net, x, 1)
+    assert float(fg.relative_residual.max()) <= 1e-14
+    kinks = [t for t in fg.bias_terms if t.kind == type(net[1]).__name__]
+    if name in ("ReLU6", "Hardtanh", "Threshold"):  # saturated units carry c = f(z) - f'(z) z != 0
+        total = torch.stack([t.term.sum(1) for t in kinks]).sum(0)
+        assert float(total.abs().max()) > 1e-3
+        without = fg.residual + total  # leaving the kink biases out breaks the decomposition
+        assert float((without.abs() / (1 + fg.scale)).max()) > 1e-4
+    else:
+        assert not kinks
+
+
+def test_mobilenet_v2_exact_with_relu6_kinks():
+    torchvision = pytest.importorskip("torchvision")
+    g = torch.Generator().manual_seed(0)
+    model = randomize_affine(torchvision.models.mobilenet_v2(num_classes=10).double().eval(), g, scale=1.0)
+    x = torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    fg = full_gradients(model, x, 3)
+    assert float(fg.relative_residual.max()) <= 1e-14
+    kinks = torch.stack([t.term.reshape(2, -1).sum(1) for t in fg.bias_terms if t.kind == "ReLU6"]).sum(0)
+    assert float(kinks.abs().min()) > 1e-2 * float(fg.output.abs().max())  # the saturated units matter
+
+
+@pytest.mark.parametrize("layer", [nn.GELU(), nn.SiLU(), nn.Tanh(), nn.Softplus(), nn.Hardswish()])
+def test_activations_that_are_not_piecewise_linear_are_refused_by_name(layer):
+    net = nn.Sequential(nn.Linear(3, 3), layer, nn.Linear(3, 2)).double().eval()
+    with pytest.raises(workbench.UnsupportedModelError, match=rf"layer '1' \({type(layer).__name__}\)"):
+        full_gradients(net, torch.ones(1, 3, dtype=torch.float64), 0)
+    for name in ("full-gradients", "fullgrad"):
+        with pytest.raises(workbench.UnsupportedModelError, match=type(layer).__name__):
+            workbench.method(name).attribute(net, torch.ones(1, 3, dtype=torch.float64), target=0)
+    m = workbench.method("fullgrad", unsupported="gradient")
+    m.attribute(net, torch.ones(1, 3, dtype=torch.float64), target=0)
+    assert m.last_conventions and type(layer).__name__ in m.last_conventions[0]

@@ -336,3 +336,46 @@ def test_identity_axioms_both_ways(method, axiom, holds, tmp_path):
     assert v.holds is holds and not v.claimed, v
     if not holds:
         assert replay(v.counterexample)[0].violated
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_generalized_gamma_matches_zennit(name):
+    """``generalized_gamma=True`` is Zennit's Gamma rule (on every Linear / Conv, Zennit's base map elsewhere)."""
+    from zennit.attribution import Gradient
+    from zennit.composites import LayerMapComposite, layer_map_base
+    from zennit.rules import Gamma
+    from zennit.torchvision import ResNetCanonizer
+    from zennit.types import Convolution, Linear
+
+    model, x = _torchvision(name, bn_eps=0.0), _x(2)
+    t = model(x).argmax(1)
+    ours = workbench.method("lrp", composite="gamma", gamma=0.25, stabilizer=1e-6, generalized_gamma=True).attribute(model, x, target=t)
+    one_hot = torch.zeros(2, 1000, dtype=torch.float64)
+    one_hot[torch.arange(2), t] = 1.0
+    zc = LayerMapComposite(layer_map_base() + [(Convolution, Gamma(0.25)), (Linear, Gamma(0.25))], canonizers=[ResNetCanonizer()])
+    with Gradient(model=model, composite=zc) as attributor:
+        _, peer = attributor(x, lambda out: one_hot * out)
+    assert float((ours - peer).abs().max() / peer.abs().max()) < 1e-9
+
+
+def test_gamma_stabiliser_diagnostic_on_randomized_resnet50():
+    """Classic gamma on a randomized resnet50: units with z < 0 get z + gamma z+, which can cross 0;
+    the diagnostic warns and the input relevance is far from F(x). The generalized gamma keeps
+    |z_mod| >= |z|: no warning, and a relevance sum of the order of F(x)."""
+    import warnings
+
+    from workbench.nets.spec import randomize_affine
+    from workbench.rules import StabilizerWarning
+    import torchvision
+
+    g = torch.Generator().manual_seed(0)
+    model = randomize_affine(torchvision.models.resnet50(weights=None).double().eval(), g)
+    x = torch.randn(1, 3, 64, 64, generator=g, dtype=torch.float64)
+    f = float(model(x)[0, 7])
+    with pytest.warns(StabilizerWarning, match=r"fell below 0.01 x \|z\|"):
+        classic = workbench.method("lrp", composite="gamma").attribute(model, x, target=7)
+    assert abs(float(classic.sum()) / f) > 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StabilizerWarning)
+        generalized = workbench.method("lrp", composite="gamma", generalized_gamma=True).attribute(model, x, target=7)
+    assert 0.1 < float(generalized.sum()) / f < 10

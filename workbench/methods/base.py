@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from torch import Tensor, nn
 
+from ..coverage import precheck
 from ..errors import InputError, ModelError
 from ..modelguard import preserved, report_breach
 from ..validation import BaselineLike, Target, captum_names, check_input, check_model, resolve_baseline, resolve_target
@@ -91,6 +92,7 @@ class Method(abc.ABC):
         if not self.uses_baseline:
             b = None
         with preserved(model, freeze_parameters=self.freeze_parameters, by_value=self.guard_by_value):
+            precheck(self, model, x)  # layer coverage of methods that do not trace their own pass
             a = self._attribute(model, x.detach(), t, b)
         if a.shape != x.shape:
             report_breach(f"output shape {tuple(a.shape)} for input shape {tuple(x.shape)}")

@@ -18,6 +18,11 @@ Saliency maps are single-channel; to keep the Method contract (a tensor of x's s
 repeated over the input channels: ``attribute(...)[:, c]`` is the same map for every c. On flat
 inputs (N, D) there is no spatial layer: the map is psi(x * dF/dx) alone. The maps are not
 complete by design (only the decomposition is) and claim no axiom.
+
+Coverage (``workbench.fullgrad.COVERAGE``): the decomposition is exact on piecewise-linear
+networks (kink biases of ReLU6 / Hardtanh / Threshold collected); any other nonlinearity, also one
+hidden in a ``forward``, raises ``UnsupportedModelError`` unless ``unsupported="gradient"`` names
+the convention of leaving its implicit bias out (recorded in ``last_conventions``).
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..coverage import check_unsupported
 from ..errors import InputError
-from ..fullgrad import FullGradients, full_gradients
+from ..fullgrad import COVERAGE, FullGradients, full_gradients
 from ..modelguard import preserved
 from ..validation import check_input, check_model, resolve_target
 from .base import Method
@@ -83,6 +89,11 @@ def aggregate(input_map: Tensor, layer_maps: list, x: Tensor, eps: float = 1e-6)
     return cam
 
 
+def conventions_of(fg: FullGradients) -> tuple:
+    """The record of ``unsupported="gradient"``: layers whose implicit bias was not collected."""
+    return tuple(f"layer {n!r} ({k}): implicit bias not collected (unsupported='gradient')" for n, k in fg.implicit_bias_layers)
+
+
 def _as_input_shape(cam: Tensor, x: Tensor) -> Tensor:
     return cam.expand_as(x).contiguous() if cam.shape != x.shape else cam
 
@@ -96,13 +107,18 @@ class FullGradientsMethod(Method):
     base_claims = {"weak-dependence": None, "full-gradient-completeness": None}
     #: both claims need linear regions and positive homogeneity (Srinivas & Fleuret 2019)
     domain = "piecewise-linear"
+    last_conventions: tuple = ()
+    coverage = COVERAGE
 
-    def __init__(self, *, strict: bool = False) -> None:
-        super().__init__(strict=strict)
+    def __init__(self, *, strict: bool = False, unsupported: str = "refuse") -> None:
+        super().__init__(strict=strict, unsupported=unsupported)
         self.strict = strict
+        self.unsupported = check_unsupported(unsupported)
 
     def decompose(self, model: nn.Module, x: Tensor, target) -> FullGradients:
-        return full_gradients(model, x, target, strict=self.strict)
+        fg = full_gradients(model, x, target, strict=self.strict, unsupported=self.unsupported)
+        self.last_conventions = conventions_of(fg)
+        return fg
 
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
         return self.decompose(model, x, target).input_gradient
@@ -128,12 +144,23 @@ class FullGrad(Method):
     name = "fullgrad"
     description = "FullGrad saliency map (input term + conv bias-gradient maps), repeated over channels"
 
-    def __init__(self, *, eps: float = 1e-6) -> None:
-        super().__init__(eps=eps)
+    last_conventions: tuple = ()
+    coverage = COVERAGE
+
+    def __init__(self, *, eps: float = 1e-6, unsupported: str = "refuse") -> None:
+        super().__init__(eps=eps, unsupported=unsupported)
         self.eps = eps
+        self.unsupported = check_unsupported(unsupported)
+
+    def _decompose(self, model: nn.Module, x: Tensor, target: Tensor) -> FullGradients:
+        """full_gradients without the residual check (the maps claim no completeness), nonlinear
+        layers outside the decomposition refused unless ``unsupported="gradient"`` (recorded)."""
+        fg = full_gradients(model, x, target, strict=False, unsupported=self.unsupported)
+        self.last_conventions = conventions_of(fg)
+        return fg
 
     def maps(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, list]:
-        fg = full_gradients(model, x, target, strict=False)
+        fg = self._decompose(model, x, target)
         return fg.input_term, [t.term for t in _spatial_terms(fg.bias_terms, x)]
 
     def saliency(self, model: nn.Module, x: Tensor, *, target) -> Tensor:
@@ -160,7 +187,7 @@ class SimpleFullGrad(FullGrad):
     description = "simple FullGrad: input term + conv bias-position gradient maps, repeated over channels"
 
     def maps(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, list]:
-        fg = full_gradients(model, x, target, strict=False)
+        fg = self._decompose(model, x, target)
         return fg.input_term, [t.term for t in _spatial_terms(fg.bias_gradients, x)]
 
 
@@ -171,15 +198,16 @@ class SmoothFullGrad(FullGrad):
     name = "smooth-fullgrad"
     description = "smooth FullGrad: FullGrad maps averaged over Gaussian-perturbed inputs, repeated over channels"
 
-    def __init__(self, *, samples: int = 25, noise_level: float = 0.15, seed: int = 0, chunk_size: int = 16, eps: float = 1e-6) -> None:
+    def __init__(self, *, samples: int = 25, noise_level: float = 0.15, seed: int = 0, chunk_size: int = 16, eps: float = 1e-6, unsupported: str = "refuse") -> None:
         if samples < 1:
             raise InputError(f"samples must be >= 1, got {samples}")
         if noise_level < 0:
             raise InputError(f"noise_level must be >= 0, got {noise_level}")
         if chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
-        Method.__init__(self, samples=samples, noise_level=noise_level, seed=seed, chunk_size=chunk_size, eps=eps)
+        Method.__init__(self, samples=samples, noise_level=noise_level, seed=seed, chunk_size=chunk_size, eps=eps, unsupported=unsupported)
         self.samples, self.noise_level, self.seed, self.chunk_size, self.eps = samples, noise_level, seed, chunk_size, eps
+        self.unsupported = check_unsupported(unsupported)
 
     def maps(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, list]:
         n, k = x.shape[0], self.samples
@@ -194,7 +222,7 @@ class SmoothFullGrad(FullGrad):
         input_sum: Optional[Tensor] = None
         layer_sums: list = []
         for start in range(0, k * n, rows):
-            fg = full_gradients(model, noisy[start:start + rows], targets[start:start + rows], strict=False)
+            fg = self._decompose(model, noisy[start:start + rows], targets[start:start + rows])
             draws = fg.input_term.shape[0] // n
             part = fg.input_term.reshape(draws, n, *x.shape[1:]).sum(0)
             input_sum = part if input_sum is None else input_sum + part

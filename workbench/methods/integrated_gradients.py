@@ -28,7 +28,9 @@ from torch import Tensor, nn
 
 from .. import baselines as baselines_mod
 from ..autograd import forward_targets, target_gradients
+from ..coverage import LINEAR_KINDS, Coverage
 from ..errors import ConvergenceError, InputError
+from ..exact_path import ELEMENTWISE_KINKS, MAX_POOLS
 from ..quadrature import RULES, quadrature
 from ..tolerance import rtol_for
 from ..validation import captum_names, check_input, check_model, resolve_baseline
@@ -113,6 +115,16 @@ class IntegratedGradients(Method):
             return super().attribute(model, x, target=target, baseline=baseline)
         r = self.integrate(model, x, target=target, baseline=baseline)
         return r.attribution, r.residual
+
+    @property
+    def coverage(self) -> Optional[Coverage]:
+        """Layer coverage (``workbench.coverage``): the exact rule models the kinks of ReLU, LeakyReLU,
+        Hardtanh and max pools only; quadrature needs no model of any differentiable operation."""
+        if self.rule != "exact":
+            return None
+        return Coverage("integrated-gradients[rule='exact']", ELEMENTWISE_KINKS + MAX_POOLS, LINEAR_KINDS,
+                        "use a quadrature rule (e.g. rule='gauss-legendre') for a network that is not piecewise linear",
+                        traced_by_method=False)
 
     def integrate(self, model: nn.Module, x: Tensor, *, target: Any, baseline: Any = None) -> PathIntegral:
         """IG with residual and the number of network evaluations used."""

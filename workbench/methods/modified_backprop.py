@@ -17,6 +17,17 @@ Each method is a composite (``workbench.rules``) plus a seed and a read-out:
 multiplication by x; for LRP the first layer's weights combined with R_j / z_j): the quantity the
 input-alignment theory is about (``workbench.alignment``).
 
+Coverage (``workbench.coverage``): each method models the layers its composite puts a rule on
+(``Rule.models``: ReLU for GBP / DeconvNet / RectGrad; every max pool, under the tie convention
+``max_pool_ties``; for LRP also Linear, Conv, average pools, BatchNorm, the residual Sum) and
+keeps the plain gradient elsewhere, which is exact on affine and structural operations (for LRP
+only on structural ones: copies, views, selections). The forward pass of the attribution is
+traced: any other operation -- a GELU, a custom autograd Function, an LSTM, an attention, a
+functional ``F.relu`` in a ``forward`` -- raises ``UnsupportedModelError`` naming the layer,
+unless the caller names a convention: ``unsupported="gradient"`` (the plain gradient there), or
+for LRP ``unsupported="pass"`` (relevance passes through every monotone elementwise activation,
+``rules.MONOTONE``). The conventions applied in the last call are in ``last_conventions``.
+
 Claims are honest and per configuration: every method here claims ``dummy`` (a zero weight
 column gets zero signal) except LRP composites with ``flat`` at the input; LRP composites whose
 rules all conserve relevance on bias-free ReLU networks claim ``conservation``. None claims
@@ -30,12 +41,14 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from .. import coverage as cov
 from ..autograd import target_outputs
 from ..modelguard import preserved
 from ..validation import Target, check_input, check_model, resolve_target
 from ..rules import composites as C
 from ..rules import rules as R
 from ..rules.engine import Composite
+from ..rules.pooling import check_ties
 from ..errors import InputError
 from .base import Method
 from .registry import register
@@ -48,12 +61,38 @@ class RuleMethod(Method):
     seed: str = "gradient"
     #: multiply the input signal by x (RectGrad, input x modified gradient)
     times_input: bool = False
+    #: operation kinds the method handles exactly by their plain gradient (``workbench.coverage``)
+    gradient_kinds: frozenset = cov.LINEAR_KINDS
+    #: the conventions ``unsupported=`` may name
+    conventions: tuple = cov.UNSUPPORTED
+    unsupported: str = "refuse"
+    max_pool_ties: str = "first"
+    #: conventions applied in the last call (one line per layer); empty when all was modelled
+    last_conventions: tuple = ()
+
+    def _set_conventions(self, unsupported: str, max_pool_ties: str) -> None:
+        self.unsupported = cov.check_unsupported(unsupported, self.conventions)
+        self.max_pool_ties = check_ties(max_pool_ties)
 
     def composite(self) -> Composite:
         raise NotImplementedError
 
+    @property
+    def coverage(self) -> cov.Coverage:
+        """What the method models: the module types its composite maps to rules that model them."""
+        types: list = []
+        for matcher, rule in self.composite().mapping:
+            ts = matcher if isinstance(matcher, tuple) else (matcher,) if isinstance(matcher, type) else ()
+            types += [t for t in ts if isinstance(t, type) and issubclass(t, getattr(rule, "models", ()) or ())]
+        advice = "replace the layer by a modelled one, or pass " + " / ".join(f"unsupported={c!r}" for c in self.conventions[1:]) + " to name a convention for it"
+        return cov.Coverage(self.name, tuple(dict.fromkeys(types)), self.gradient_kinds, advice)
+
     def _attribute(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
-        return backward_through(self.composite(), model, x, target, seed=self.seed, times_input=self.times_input)
+        out, self.last_conventions = backward_through(
+            self.composite(), model, x, target, seed=self.seed, times_input=self.times_input,
+            coverage=self.coverage, unsupported=self.unsupported,
+        )
+        return out
 
     def signal_composite(self) -> Composite:
         """The composite whose input signal is the gradient-like signal (see ``signal``)."""
@@ -67,7 +106,10 @@ class RuleMethod(Method):
         check_input(x, model)
         t = resolve_target(target, x.shape[0], outputs=2**62)
         with preserved(model, freeze_parameters=True):
-            return backward_through(self.signal_composite(), model, x.detach(), t, seed=self.seed)
+            out, self.last_conventions = backward_through(
+                self.signal_composite(), model, x.detach(), t, seed=self.seed, coverage=self.coverage, unsupported=self.unsupported
+            )
+            return out
 
 
 def backward_through(
@@ -79,11 +121,21 @@ def backward_through(
     seed: str = "gradient",
     times_input: bool = False,
     trace: bool = False,
+    coverage: Optional[cov.Coverage] = None,
+    unsupported: str = "refuse",
 ) -> Any:
-    """The input signal of one backward pass through `composite` (and the trace if asked)."""
+    """The input signal of one backward pass through `composite` (and the trace if asked).
+
+    With a ``coverage``, the forward pass is traced and every operation neither under a rule nor
+    of a kind the coverage allows is refused (``unsupported="refuse"``) or recorded: the return
+    value is then ``(signal, conventions)`` (``(signal, trace, conventions)`` with ``trace``). A
+    rule put on a module outside its ``models`` (LRP's ``monotone_pass``) is recorded too."""
     xs = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), composite.context(model, trace=trace) as att:
+    applied: tuple = ()
+    with torch.enable_grad(), composite.context(model, trace=trace) as att, cov.traced(model, att.modules) as tracer:
         f = target_outputs(model, xs, target)
+        if coverage is not None:
+            applied = _placed_outside(att) + cov.enforce(f, tracer, coverage, unsupported)
         w = torch.ones_like(f) if seed == "gradient" else f.detach()
         if f.requires_grad:
             (g,) = torch.autograd.grad(f, xs, grad_outputs=w, allow_unused=True)
@@ -91,7 +143,21 @@ def backward_through(
             g = None
     g = torch.zeros_like(x) if g is None else g.detach()
     out = g * x if times_input else g
-    return (out, att.trace) if trace else out
+    result = (out, att.trace) if trace else (out,)
+    if coverage is not None:
+        result = result + (applied,)
+    return result if len(result) > 1 else result[0]
+
+
+def _placed_outside(att: Any) -> tuple:
+    """Record of rules put on modules outside the rule's ``models`` (a named convention)."""
+    out = []
+    for name, rule in att.rules.items():
+        module = att.modules_by_name.get(name)
+        models = getattr(rule, "models", ())
+        if module is not None and models and not isinstance(module, models):
+            out.append(f"layer {name!r} ({type(module).__name__}): {type(rule).__name__} rule by convention")
+    return tuple(out)
 
 
 _DUMMY = {"dummy": None}
@@ -105,12 +171,13 @@ class GuidedBackpropMethod(RuleMethod):
     description = "Guided Backprop (ReLU backward passes positive signal of active units)"
     base_claims = _DUMMY
 
-    def __init__(self, *, at_zero: bool = False) -> None:
-        super().__init__(at_zero=at_zero)
+    def __init__(self, *, at_zero: bool = False, unsupported: str = "refuse", max_pool_ties: str = "first") -> None:
+        super().__init__(at_zero=at_zero, unsupported=unsupported, max_pool_ties=max_pool_ties)
         self.at_zero = at_zero
+        self._set_conventions(unsupported, max_pool_ties)
 
     def composite(self) -> Composite:
-        return C.elementwise(R.GuidedBackprop(at_zero=self.at_zero), "guided-backprop")
+        return C.elementwise(R.GuidedBackprop(at_zero=self.at_zero), "guided-backprop", max_pool_ties=self.max_pool_ties)
 
 
 @register
@@ -121,8 +188,12 @@ class DeconvNetMethod(RuleMethod):
     description = "DeconvNet (ReLU backward passes positive signal, ignoring the forward)"
     base_claims = _DUMMY
 
+    def __init__(self, *, unsupported: str = "refuse", max_pool_ties: str = "first") -> None:
+        super().__init__(unsupported=unsupported, max_pool_ties=max_pool_ties)
+        self._set_conventions(unsupported, max_pool_ties)
+
     def composite(self) -> Composite:
-        return C.elementwise(R.DeconvNet(), "deconvnet")
+        return C.elementwise(R.DeconvNet(), "deconvnet", max_pool_ties=self.max_pool_ties)
 
 
 @register
@@ -134,14 +205,15 @@ class RectGradMethod(RuleMethod):
     base_claims = _DUMMY
     times_input = True
 
-    def __init__(self, *, q: float = 98.0) -> None:
-        super().__init__(q=q)
+    def __init__(self, *, q: float = 98.0, unsupported: str = "refuse", max_pool_ties: str = "first") -> None:
+        super().__init__(q=q, unsupported=unsupported, max_pool_ties=max_pool_ties)
         if not 0.0 <= float(q) <= 100.0:
             raise InputError(f"rectgrad percentile q must be in [0, 100], got {q}")
         self.q = float(q)
+        self._set_conventions(unsupported, max_pool_ties)
 
     def composite(self) -> Composite:
-        return C.elementwise(R.RectGrad(q=self.q), "rectgrad")
+        return C.elementwise(R.RectGrad(q=self.q), "rectgrad", max_pool_ties=self.max_pool_ties)
 
 
 @register
@@ -151,6 +223,10 @@ class LRP(RuleMethod):
     name = "lrp"
     description = "layer-wise relevance propagation; composite = " + ", ".join(C.composite_names())
     seed = "relevance"
+    #: outside its rules LRP is exact only on copies, views and selections (a gradient through an
+    #: affine map or a sum is not a relevance rule: it does not conserve)
+    gradient_kinds = frozenset({cov.STRUCTURAL})
+    conventions = ("refuse", "gradient", "pass")
 
     def __init__(
         self,
@@ -165,13 +241,22 @@ class LRP(RuleMethod):
         stabilizer: float = 0.0,
         bias: bool = True,
         zplus_bias: bool = False,
+        generalized_gamma: bool = False,
+        unsupported: str = "refuse",
+        max_pool_ties: str = "first",
     ) -> None:
         super().__init__(
             composite=composite, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low,
-            high=high, stabilizer=stabilizer, bias=bias, zplus_bias=zplus_bias,
+            high=high, stabilizer=stabilizer, bias=bias, zplus_bias=zplus_bias, generalized_gamma=generalized_gamma,
+            unsupported=unsupported, max_pool_ties=max_pool_ties,
         )
+        self._set_conventions(unsupported, max_pool_ties)
         self.composite_name = composite
-        self.composite_options = dict(epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high, stabilizer=stabilizer, bias=bias, zplus_bias=zplus_bias)
+        self.composite_options = dict(
+            epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high, stabilizer=stabilizer, bias=bias,
+            zplus_bias=zplus_bias, generalized_gamma=generalized_gamma, max_pool_ties=max_pool_ties,
+            monotone_pass=unsupported == "pass",
+        )
         self.composite()  # unknown names fail here, not at the first call
         self._box = "zb" in C.TABLE[composite] and (low is not None or high is not None)
         if self._box:

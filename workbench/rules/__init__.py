@@ -3,14 +3,14 @@
 from .engine import Attachment, Composite, Rule, TraceEntry, bypass, matches
 from .rules import (
     AlphaBeta, DeconvNet, ElementwiseRule, Epsilon, Flat, Gamma, Gradient, Group, GuidedBackprop,
-    LinearRule, LRPZero, Pass, RectGrad, Rescale, RescaleMaxPool, Term, WSquare, ZBox, ZPlus,
+    GeneralizedGamma, LinearRule, LRPZero, Pass, StabilizerWarning, RectGrad, Rescale, RescaleMaxPool, Term, WSquare, ZBox, ZPlus,
 )
 from .canonizers import MergeBatchNorm, ResidualSum, Sum
 from .composites import CONSERVATIVE, composite, composite_names
 
 __all__ = [
     "AlphaBeta", "Attachment", "CONSERVATIVE", "Composite", "DeconvNet", "ElementwiseRule", "Epsilon",
-    "Flat", "Gamma", "Gradient", "Group", "GuidedBackprop", "LRPZero", "LinearRule", "MergeBatchNorm",
+    "Flat", "Gamma", "GeneralizedGamma", "StabilizerWarning", "Gradient", "Group", "GuidedBackprop", "LRPZero", "LinearRule", "MergeBatchNorm",
     "Pass", "RectGrad", "Rescale", "RescaleMaxPool", "ResidualSum", "Rule", "Sum", "Term", "TraceEntry",
     "WSquare", "ZBox", "ZPlus", "bypass", "composite", "composite_names", "matches",
 ]

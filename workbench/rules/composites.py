@@ -2,9 +2,12 @@
 
 Layer classes: DENSE (Linear), CONV (Conv1d/2d/3d), POOL_LINEAR (average pools, the canonizer's
 Sum, a BatchNorm the canonizer could not fold: modules linear in their input, given the LRP-0 /
-epsilon rule -- Zennit's "Norm"), ACTIVATIONS (relevance passes). Max pooling keeps its gradient
-(the winner takes the relevance: conservative). Every LRP composite canonizes with
-``MergeBatchNorm`` and ``ResidualSum``.
+epsilon rule -- Zennit's "Norm"), ReLU (relevance passes). Max pools (every one torch ships) send
+the relevance to the window's winner under the named tie convention ``max_pool_ties``
+(``pooling.MAX_POOL_TIES``: "first" or "split"; conservative). Every LRP composite canonizes with
+``MergeBatchNorm`` and ``ResidualSum``. Other elementwise activations are not modelled
+(``workbench.coverage`` refuses them) unless ``monotone_pass=True`` names the convention that
+relevance passes unchanged through every monotone elementwise activation (``rules.MONOTONE``).
 
     name                 dense        conv          first layer   (DTD / Zennit name)
     zero                 LRP-0        LRP-0         -
@@ -24,12 +27,17 @@ Options (all composites accept all, unused ones are ignored): epsilon (1e-6), ga
 alpha (2), beta (1), low / high (zB box: numbers, one per channel, or None -- the default --
 for [-B, B], B = max(3, max |x|) per sample), stabilizer (0: exact division with
 0/0 := 0; Zennit uses 1e-6), bias (whether LRP-0/epsilon/gamma denominators include the bias,
-default True), zplus_bias (z+ denominators include b+, default False; Zennit: True).
+default True), zplus_bias (z+ denominators include b+, default False; Zennit: True), generalized_gamma (default
+False: the classic gamma; True: Zennit's generalized gamma, ``rules.GeneralizedGamma``),
+max_pool_ties ("first"), monotone_pass (False).
 
 Conventions that differ from Zennit 0.5 (measured on resnet18): alpha-beta here leaves biases out
-of both shares (Zennit puts b+ / b- in them); gamma is the classic w + gamma w+ of Montavon et al.
-2019 on every unit (Zennit's is the generalized gamma of Andeol et al. 2021, which treats units with
-z < 0 with the negative parts). EpsilonPlusFlat agrees with Zennit's to round-off
+of both shares (Zennit puts b+ / b- in them); gamma is by default the classic w + gamma w+ of
+Montavon et al. 2019 on every unit; ``generalized_gamma=True`` is Zennit's generalized gamma (Andeol
+et al. 2021, ``rules.GeneralizedGamma``: units with z < 0 use the negative parts), equal to Zennit's
+to round-off on resnet18/50 (tests/unit/test_rules_engine.py). Both gamma rules warn
+(``rules.StabilizerWarning``) where a denominator falls below 1% of |z|: on a randomized resnet50
+the classic one does, and its input relevance sums to ~ -6e4 F(x). EpsilonPlusFlat agrees with Zennit's to round-off
 (benchmarks/bench_modified_backprop.py, tests/unit/test_rules_engine.py).
 """
 
@@ -43,18 +51,24 @@ from ..errors import InputError
 from . import rules as R
 from .canonizers import MergeBatchNorm, ResidualSum, Sum
 from .engine import Composite
+from .pooling import MAX_POOLS, MaxPoolRule, check_ties
 
 DENSE = (nn.Linear,)
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 POOL_LINEAR = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Sum, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6, nn.Hardtanh)
+#: the elementwise activations DeepLift's Rescale rule models (all of torch's)
+ACTIVATIONS = R.ELEMENTWISE
 
-DEFAULTS = dict(epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None, high=None, stabilizer=0.0, bias=True, zplus_bias=False)
+DEFAULTS = dict(
+    epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None, high=None, stabilizer=0.0, bias=True, zplus_bias=False,
+    generalized_gamma=False, max_pool_ties="first", monotone_pass=False,
+)
 
 
 def _lrp(dense: R.Rule, conv: R.Rule, first: Any, o: dict, name: str) -> Composite:
     pool = R.LRPZero(bias=True, stabilizer=o["stabilizer"]) if o["stabilizer"] else R.LRPZero()
-    mapping = [(ACTIVATIONS, R.Pass()), (DENSE, dense), (CONV, conv), (POOL_LINEAR, pool)]
+    activations = R.MONOTONE if o["monotone_pass"] else R.Pass.models
+    mapping = [(activations, R.Pass()), (DENSE, dense), (CONV, conv), (POOL_LINEAR, pool), (MAX_POOLS, MaxPoolRule(o["max_pool_ties"]))]
     return Composite(mapping, first=first, canonizers=[MergeBatchNorm(), ResidualSum()], name=name)
 
 
@@ -65,6 +79,8 @@ def _rule(kind: str, o: dict) -> R.Rule:
     if kind == "epsilon":
         return R.Epsilon(epsilon=o["epsilon"], bias=o["bias"])
     if kind == "gamma":
+        if o["generalized_gamma"]:
+            return R.GeneralizedGamma(gamma=o["gamma"], bias=o["bias"], stabilizer=st)
         return R.Gamma(gamma=o["gamma"], bias=o["bias"], stabilizer=st)
     if kind == "zplus":
         return R.ZPlus(bias=o["zplus_bias"], stabilizer=st)
@@ -121,16 +137,19 @@ def composite(name: str, **options: Any) -> Composite:
     if unknown:
         raise InputError(f"unknown composite options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     o = {**DEFAULTS, **options}
+    check_ties(o["max_pool_ties"])
     dense, conv, first = TABLE[name]
     return _lrp(_rule(dense, o), _rule(conv, o), _rule(first, o) if first else None, o, name)
 
 
-def elementwise(rule: R.Rule, name: str = "") -> Composite:
-    """A composite putting `rule` on every ReLU (GBP, DeconvNet, RectGrad, gradient)."""
-    return Composite([(nn.ReLU, rule)], name=name)
+def elementwise(rule: R.Rule, name: str = "", *, max_pool_ties: str = "first") -> Composite:
+    """A composite putting `rule` on the modules it models (every ReLU for GBP, DeconvNet, RectGrad,
+    gradient) and the max-pool gradient under the named tie convention on every max pool."""
+    return Composite([(rule.models, rule), (MAX_POOLS, MaxPoolRule(check_ties(max_pool_ties)))], name=name)
 
 
-def deeplift(store: Any) -> Composite:
-    """DeepLift Rescale: Rescale at elementwise nonlinearities, exact multipliers at max pools;
-    affine layers (Linear, Conv, BatchNorm, average pools, sums) keep their gradient (exact)."""
-    return Composite([(ACTIVATIONS, R.Rescale(store)), (nn.MaxPool2d, R.RescaleMaxPool(store))], name="deeplift")
+def deeplift(store: Any, *, max_pool_ties: str = "first") -> Composite:
+    """DeepLift Rescale: Rescale at every elementwise activation, exact multipliers at every max
+    pool; affine layers (Linear, Conv, BatchNorm, average pools, sums) keep their gradient (exact)."""
+    rescale, pool = R.Rescale(store), R.RescaleMaxPool(store, max_pool_ties)
+    return Composite([(rescale.models, rescale), (pool.models, pool)], name="deeplift")

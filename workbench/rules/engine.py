@@ -66,7 +66,12 @@ class Rule:
     ``backward(module, x, y, grad, state)`` receives the (detached) input and output of one
     forward call, the signal arriving at the output, and the per-call ``state`` returned by
     ``forward_state``; it returns the signal at the input (shape of x).
+
+    ``models``: the module types on which the rule computes the method it belongs to exactly
+    (``workbench.coverage`` refuses any other nonlinear layer; composites map these types to it).
     """
+
+    models: tuple = ()
 
     def forward_state(self, module: nn.Module, x: Tensor, y: Tensor) -> Any:
         return None
@@ -151,6 +156,11 @@ class Attachment:
     model: nn.Module
     rules: dict = field(default_factory=dict)  # name -> rule
     trace: Optional[list] = None
+    modules: list = field(default_factory=list)  # (name, module) of the canonized model, extras included
+
+    @property
+    def modules_by_name(self) -> dict:
+        return dict(self.modules)
 
 
 class Composite:
@@ -208,7 +218,7 @@ class Composite:
                 extra += list(c.apply(model) or [])
             named = list(model.named_modules()) + extra
             assigned = self.assign(named)
-            att = Attachment(model, {n: r for n, (_, r) in assigned.items()}, [] if trace else None)
+            att = Attachment(model, {n: r for n, (_, r) in assigned.items()}, [] if trace else None, named)
             for name, (module, rule) in assigned.items():
                 handles += _attach(module, rule, name, att.trace)
             yield att

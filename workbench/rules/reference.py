@@ -4,8 +4,11 @@ A fixture ``SpecNet`` (Linear, Conv2d, BatchNorm, ReLU, MaxPool2d, AvgPool2d, Fl
 ``ops``) becomes a list of operations on flat numpy float64 vectors, one sample at a time:
 every Linear/Conv2d is a dense matrix M (the convolution applied to the unit basis, so padding
 positions simply do not exist) with a bias vector and the 0/1 matrix of its connections (for the
-flat rule); BatchNorm is a diagonal affine map; average pooling a dense matrix; max pooling picks
-the first maximum of each window (row-major, as torch). No autograd, no hooks.
+flat rule); BatchNorm is a diagonal affine map; average pooling a dense matrix; max pooling sends
+each window's signal to its winners under a named tie convention (``max_pool_ties``: entries
+within ``TIE_RTOL`` of the maximum tie; "first" in row-major order, or "split" equally), the
+engine's convention (``rules.pooling``), so that round-off in a tie cannot pick another winner
+here than there. No autograd, no hooks.
 
 The LRP references write the contribution matrix Z_ij (input i -> unit j) of each rule explicitly
 and distribute R_j in proportion to it: R_i = sum_j Z_ji / z_j R_j (0/0 := 0). ``dtd`` derives
@@ -24,6 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
+from .pooling import tie_tolerance
+
+#: window entries within TIE_RTOL * max |window| of the maximum tie (the engine's convention, float64)
+TIE_RTOL = tie_tolerance(torch.float64)
 
 
 # -- the network as a list of operations -------------------------------------------------
@@ -111,7 +118,27 @@ def folded(operations: Sequence[tuple]) -> list[tuple]:
 
 
 def _winners(windows: list, v: np.ndarray) -> np.ndarray:
-    return np.array([win[int(np.argmax(v[win]))] for win in windows])  # first maximum, row-major
+    return np.array([win[int(np.argmax(v[win]))] for win in windows])  # a maximum (its value is the output)
+
+
+def _shares(win: list, v: np.ndarray, ties: str) -> list[tuple[int, float]]:
+    """(index, weight) of the window's winners under the tie convention: entries within
+    tie_tolerance * max |v| of the maximum tie; "first" (row-major) takes all, "split" shares."""
+    vals = np.asarray([v[i] for i in win])
+    top, scale = vals.max(), np.abs(vals).max()
+    tied = [i for i, val in zip(win, vals) if val >= top - TIE_RTOL * scale]
+    if ties == "first":
+        return [(tied[0], 1.0)]
+    return [(i, 1.0 / len(tied)) for i in tied]
+
+
+def _route(windows: list, v: np.ndarray, g: np.ndarray, ties: str) -> np.ndarray:
+    """The max pool's backward under the tie convention: each window's signal to its winners."""
+    out = np.zeros_like(v)
+    for o, win in enumerate(windows):
+        for i, w in _shares(win, v, ties):
+            out[i] += w * g[o]
+    return out
 
 
 def forward(operations: Sequence[tuple], x: np.ndarray) -> list:
@@ -126,7 +153,7 @@ def forward(operations: Sequence[tuple], x: np.ndarray) -> list:
         elif op[0] == "relu":
             vals.append(np.maximum(v, 0.0))
         elif op[0] == "max":
-            vals.append(v[_winners(op[1], v)])
+            vals.append(v[_winners(op[1], v)])  # the maximum itself (any tied winner has its value)
         else:
             body = forward(op[1], v)
             vals.append(v + body[-1])
@@ -176,7 +203,7 @@ def rectgrad_rule(q: float = 98.0, *, tie_tolerance: float = 1e-9) -> ReluRule:
     return rule
 
 
-def _backward(operations: Sequence[tuple], vals: list, g: np.ndarray, relu_rule: ReluRule) -> np.ndarray:
+def _backward(operations: Sequence[tuple], vals: list, g: np.ndarray, relu_rule: ReluRule, ties: str = "first") -> np.ndarray:
     for k in range(len(operations) - 1, -1, -1):
         op, v = operations[k], _value(vals[k])
         if op[0] == "affine":
@@ -186,11 +213,9 @@ def _backward(operations: Sequence[tuple], vals: list, g: np.ndarray, relu_rule:
         elif op[0] == "relu":
             g = relu_rule(v, g)
         elif op[0] == "max":
-            out = np.zeros_like(v)
-            np.add.at(out, _winners(op[1], v), g)
-            g = out
+            g = _route(op[1], v, g, ties)
         else:
-            g = g + _backward(op[1], vals[k][1], g, relu_rule)
+            g = g + _backward(op[1], vals[k][1], g, relu_rule, ties)
     return g
 
 
@@ -198,7 +223,7 @@ def _samples(x: Tensor) -> np.ndarray:
     return x.detach().double().numpy().reshape(x.shape[0], -1)
 
 
-def modified_gradient(net: nn.Module, x: Tensor, target: int, relu_rule: ReluRule) -> np.ndarray:
+def modified_gradient(net: nn.Module, x: Tensor, target: int, relu_rule: ReluRule, *, max_pool_ties: str = "first") -> np.ndarray:
     """d F_t / d x with every ReLU's backward replaced by `relu_rule` (BatchNorm unfolded)."""
     operations = ops(net)
     out = []
@@ -206,7 +231,7 @@ def modified_gradient(net: nn.Module, x: Tensor, target: int, relu_rule: ReluRul
         vals = forward(operations, xs)
         g = np.zeros_like(vals[-1])
         g[target] = 1.0
-        out.append(_backward(operations, vals, g, relu_rule))
+        out.append(_backward(operations, vals, g, relu_rule, max_pool_ties))
     return np.stack(out).reshape(x.shape)
 
 
@@ -244,6 +269,18 @@ def lrp_epsilon(a, W, b, R, *, epsilon=1e-6, bias=True, **_):
 def lrp_gamma(a, W, b, R, *, gamma=0.25, bias=True, stabilizer=0.0, **_):
     Z = (W + gamma * _pos(W)) * a[None, :]
     return _distribute(Z, Z.sum(1) + ((b + gamma * _pos(b)) if bias else 0.0), R, stabilizer)
+
+
+def lrp_generalized_gamma(a, W, b, R, *, gamma=0.25, bias=True, stabilizer=0.0, **_):
+    """Units with z > 0: contributions x+ (W + g W+) + x- (W + g W-) (bias b + g b+); units with
+    z < 0: x+ (W + g W-) + x- (W + g W+) (bias b + g b-); units with z = 0 pass nothing."""
+    z = W @ a + b
+    up, down = W + gamma * _pos(W), W + gamma * _neg(W)
+    ap, an = _pos(a)[None, :], _neg(a)[None, :]
+    Zp, Zn = up * ap + down * an, down * ap + up * an
+    bp, bn = (b + gamma * _pos(b), b + gamma * _neg(b)) if bias else (0.0, 0.0)
+    Rp, Rn = np.where(z > 0, R, 0.0), np.where(z < 0, R, 0.0)
+    return _distribute(Zp, Zp.sum(1) + bp, Rp, stabilizer) + _distribute(Zn, Zn.sum(1) + bn, Rn, stabilizer)
 
 
 def lrp_zplus(a, W, b, R, *, bias=False, signed_inputs=False, stabilizer=0.0, **_):
@@ -292,7 +329,7 @@ def lrp_wsquare(a, W, b, R, *, stabilizer=0.0, **_):
 RULES = {
     "zero": lambda a, W, b, R, o: lrp_zero(a, W, b, R, bias=o["bias"], stabilizer=o["stabilizer"]),
     "epsilon": lambda a, W, b, R, o: lrp_epsilon(a, W, b, R, epsilon=o["epsilon"], bias=o["bias"]),
-    "gamma": lambda a, W, b, R, o: lrp_gamma(a, W, b, R, gamma=o["gamma"], bias=o["bias"], stabilizer=o["stabilizer"]),
+    "gamma": lambda a, W, b, R, o: (lrp_generalized_gamma if o.get("generalized_gamma") else lrp_gamma)(a, W, b, R, gamma=o["gamma"], bias=o["bias"], stabilizer=o["stabilizer"]),
     "zplus": lambda a, W, b, R, o: lrp_zplus(a, W, b, R, bias=o["zplus_bias"], stabilizer=o["stabilizer"]),
     "zplus-signed": lambda a, W, b, R, o: lrp_zplus(a, W, b, R, bias=o["zplus_bias"], signed_inputs=True, stabilizer=o["stabilizer"]),
     "alpha-beta": lambda a, W, b, R, o: lrp_alpha_beta(a, W, b, R, alpha=o["alpha"], beta=o["beta"], stabilizer=o["stabilizer"]),
@@ -310,10 +347,8 @@ def _lrp_backward(operations: Sequence[tuple], vals: list, R: np.ndarray, rule_f
             R = RULES[rule_for(op)](a, op[2], op[3], R, {**o, "mask": op[4]})
         elif op[0] == "bn":  # an unfolded BatchNorm: LRP-0 on a diagonal map
             R = lrp_zero(a, np.diag(op[1]), op[2], R, bias=True, stabilizer=o["stabilizer"])
-        elif op[0] == "max":  # the winner takes the relevance
-            out = np.zeros_like(a)
-            np.add.at(out, _winners(op[1], a), R)
-            R = out
+        elif op[0] == "max":  # the winner takes the relevance (tie convention o["max_pool_ties"])
+            R = _route(op[1], a, R, o["max_pool_ties"])
         elif op[0] == "residual":  # Sum of (skip, body) with LRP-0, then the body
             body_vals = vals[k][1]
             both = np.stack([a, body_vals[-1]])
@@ -395,7 +430,7 @@ def dtd_layer(a: np.ndarray, W: np.ndarray, b: np.ndarray, R: np.ndarray, direct
     return out, in_domain
 
 
-def dtd(net: nn.Module, x: Tensor, target: int, *, first: str = "zB", low=None, high=None) -> tuple[np.ndarray, bool]:
+def dtd(net: nn.Module, x: Tensor, target: int, *, first: str = "zB", low=None, high=None, max_pool_ties: str = "first") -> tuple[np.ndarray, bool]:
     """DTD for a ReLU network from root points: z+ on every layer, `first` ("zB" or "w2") on the
     input layer, max pools to their winner; R at the output = F_t(x). Returns (relevance, every
     root point in its domain). Dense and convolutional layers alike (no residual blocks)."""
@@ -417,9 +452,7 @@ def dtd(net: nn.Module, x: Tensor, target: int, *, first: str = "zB", low=None, 
                 R, inside = dtd_layer(a, op[2], op[3], R, direction, low=low, high=high, channels=channels)
                 ok &= inside
             elif op[0] == "max":
-                nxt = np.zeros_like(a)
-                np.add.at(nxt, _winners(op[1], a), R)
-                R = nxt
+                R = _route(op[1], a, R, max_pool_ties)
             elif op[0] in ("bn", "residual"):
                 raise UnsupportedModelError("the DTD reference handles Linear/Conv, ReLU and pooling layers")
         out.append(R)
@@ -427,7 +460,7 @@ def dtd(net: nn.Module, x: Tensor, target: int, *, first: str = "zB", low=None, 
 
 
 # -- DeepLift --------------------------------------------------------------------------------
-def _deeplift_backward(operations: Sequence[tuple], v: list, v0: list, m: np.ndarray) -> np.ndarray:
+def _deeplift_backward(operations: Sequence[tuple], v: list, v0: list, m: np.ndarray, ties: str = "first") -> np.ndarray:
     for k in range(len(operations) - 1, -1, -1):
         op = operations[k]
         a, a0 = _value(v[k]), _value(v0[k])
@@ -439,33 +472,34 @@ def _deeplift_backward(operations: Sequence[tuple], v: list, v0: list, m: np.nda
             dz, dy = a - a0, _value(v[k + 1]) - _value(v0[k + 1])
             slope = np.where(dz != 0, dy / np.where(dz != 0, dz, 1.0), (a > 0).astype(float))
             m = m * slope
-        elif op[0] == "max":  # exact multipliers on the winners at x (k) and at x0 (k')
-            win, win0 = _winners(op[1], a), _winners(op[1], a0)
+        elif op[0] == "max":  # exact multipliers on S = the winners at x and at x0
             d = a - a0
             out = np.zeros_like(a)
-            for o, (i, i0) in enumerate(zip(win, win0)):
-                dy = a[i] - a0[i0]
-                s = d[i] ** 2 + (d[i0] ** 2 if i0 != i else 0.0)
-                if s == 0:
-                    out[i] += m[o]  # both winners unchanged: the gradient at x
+            for o, win in enumerate(op[1]):
+                dy = max(a[i] for i in win) - max(a0[i] for i in win)
+                support = sorted({i for i, _ in _shares(win, a, ties)} | {i for i, _ in _shares(win, a0, ties)})
+                s = sum(d[i] ** 2 for i in support)
+                if s == 0:  # the winners unchanged: the convention's gradient at x
+                    for i, w in _shares(win, a, ties):
+                        out[i] += m[o] * w
                     continue
-                out[i] += m[o] * dy * d[i] / s
-                if i0 != i:
-                    out[i0] += m[o] * dy * d[i0] / s
+                for i in support:
+                    out[i] += m[o] * dy * d[i] / s
             m = out
         else:
-            m = m + _deeplift_backward(op[1], v[k][1], v0[k][1], m)
+            m = m + _deeplift_backward(op[1], v[k][1], v0[k][1], m, ties)
     return m
 
 
-def deeplift(net: nn.Module, x: Tensor, x0: Tensor, target: int) -> np.ndarray:
+def deeplift(net: nn.Module, x: Tensor, x0: Tensor, target: int, *, max_pool_ties: str = "first") -> np.ndarray:
     """(x - x0) * m with m the chain of M^T (linear layers), dy/dz (Rescale at ReLUs; relu'(z) if
-    dz = 0) and the exact max-pool multipliers m_k = dy dx_k / (dx_k^2 + dx_k'^2)."""
+    dz = 0) and the exact max-pool multipliers m_i = dy dx_i / sum_S dx_j^2 on the winners S at x
+    and x0 (under the tie convention)."""
     operations = ops(net)
     out = []
     for xs, x0s in zip(_samples(x), _samples(x0)):
         v, v0 = forward(operations, xs), forward(operations, x0s)
         m = np.zeros_like(v[-1])
         m[target] = 1.0
-        out.append((xs - x0s) * _deeplift_backward(operations, v, v0, m))
+        out.append((xs - x0s) * _deeplift_backward(operations, v, v0, m, max_pool_ties))
     return np.stack(out).reshape(x.shape)

@@ -48,13 +48,31 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .canonizers import Sum
 from .engine import Rule
+from .pooling import MAX_POOLS, check_ties, rescale_multipliers
+
+#: torch's activation modules that act elementwise (generated from torch; the rest mix entries)
+NOT_ELEMENTWISE = {"GLU", "MultiheadAttention", "Softmax", "Softmax2d", "LogSoftmax", "Softmin"}
+ELEMENTWISE = tuple(getattr(nn, n) for n in nn.modules.activation.__all__ if n not in NOT_ELEMENTWISE)
+#: elementwise activations that are non-decreasing for every parameter value (LRP's pass-through
+#: convention is defined for these; GELU, SiLU, Mish, Hardswish, PReLU and Threshold are not)
+MONOTONE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.Softplus, nn.Tanh,
+            nn.Sigmoid, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink)
+#: modules linear in their input (given their parameters): what an LRP ``LinearRule`` is defined on
+LINEAR_MODULES = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, Sum,
+)
 
 # -- elementwise rules ---------------------------------------------------------------------
 
 
 class ElementwiseRule(Rule):
-    """A rule of an elementwise activation: ``map(x, y, grad) -> grad``."""
+    """A rule of an elementwise activation: ``map(x, y, grad) -> grad``. The ReLU rules model
+    ``nn.ReLU`` only (their gate reads z > 0)."""
+
+    models = (nn.ReLU,)
 
     def map(self, x: Tensor, y: Tensor, grad: Tensor) -> Tensor:
         raise NotImplementedError
@@ -238,12 +256,13 @@ def square_param(name: str, p: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class GammaParam:
-    """w + gamma w+ (the gamma rule's parameter modifier)."""
+    """w + gamma w+ (the gamma rule's parameter modifier); ``negative``: w + gamma w-."""
 
     gamma: float
+    negative: bool = False
 
     def __call__(self, name: str, p: Tensor) -> Tensor:
-        return p + self.gamma * p.clamp(min=0)
+        return p + self.gamma * (p.clamp(max=0) if self.negative else p.clamp(min=0))
 
 
 @dataclass(frozen=True)
@@ -261,10 +280,13 @@ class Term:
 
 @dataclass(frozen=True)
 class Group:
-    """Terms sharing one denominator, and the group's coefficient in the reducer."""
+    """Terms sharing one denominator, and the group's coefficient in the reducer; ``units``:
+    "all", or "positive" / "negative" for a group that serves only the units whose (unmodified)
+    pre-activation z is > 0 / < 0 (the generalized gamma rule)."""
 
     terms: tuple
     coefficient: float = 1.0
+    units: str = "all"
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
@@ -289,13 +311,40 @@ def _modified_params(module: nn.Module, term: Term) -> dict:
     return out
 
 
-class LinearRule(Rule):
-    """An LRP rule from groups of terms (see the module docstring); ``stabilizer`` is the epsilon."""
+class StabilizerWarning(UserWarning):
+    """An LRP denominator fell far below the unit's pre-activation: its relevance is amplified."""
 
+
+class LinearRule(Rule):
+    """An LRP rule from groups of terms (see the module docstring); ``stabilizer`` is the epsilon.
+
+    ``warn_below`` (rules that modify the forward to stay close to it: gamma): the stabiliser
+    diagnostic. Where a unit carrying relevance has a denominator |z_mod| < warn_below * |z|
+    (z its unmodified pre-activation, z != 0), a ``StabilizerWarning`` names the layer type, the
+    count and the smallest ratio: R / z_mod then amplifies relevance by more than 1 / warn_below.
+    """
+
+    models = LINEAR_MODULES
     stabilizer: float = 0.0
+    warn_below: float = 0.0
 
     def groups(self) -> Sequence[Group]:
         raise NotImplementedError
+
+    def _diagnose(self, module: nn.Module, z: Tensor, y: Tensor, grad: Tensor, units: Tensor) -> None:
+        z = stabilize(z, self.stabilizer) if self.stabilizer else z
+        low = units & (grad != 0) & (y != 0) & (z.abs() < self.warn_below * y.abs())
+        if bool(low.any()):
+            import warnings
+
+            ratio = float((z.abs() / y.abs())[low].min())
+            warnings.warn(
+                f"{type(self).__name__} on {type(module).__name__}: {int(low.sum())} denominators fell below "
+                f"{self.warn_below:g} x |z| (smallest |z_mod| / |z| = {ratio:.3g}); their relevance is amplified "
+                f"up to {1 / max(ratio, 1e-300):.3g}x. Use the generalized gamma (generalized_gamma=True) or a stabilizer.",
+                StabilizerWarning,
+                stacklevel=2,
+            )
 
     def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
         out = torch.zeros_like(x)
@@ -307,7 +356,15 @@ class LinearRule(Rule):
                 outputs.append(functional_call(module, params, (xi,)))
                 inputs.append(xi)
             z = sum(t.sign * o for t, o in zip(group.terms, outputs))
-            q = safe_divide(grad, z.detach(), self.stabilizer)
+            g = grad
+            if group.units != "all":
+                units = (y > 0) if group.units == "positive" else (y < 0)
+                g = torch.where(units, grad, torch.zeros_like(grad))
+            else:
+                units = torch.ones_like(y, dtype=torch.bool)
+            if self.warn_below:
+                self._diagnose(module, z.detach(), y, g, units)
+            q = safe_divide(g, z.detach(), self.stabilizer)
             grads = torch.autograd.grad(outputs, inputs, grad_outputs=[q] * len(outputs), allow_unused=True)
             for term, xi, g in zip(group.terms, inputs, grads):
                 if g is not None:
@@ -341,16 +398,46 @@ class Epsilon(LinearRule):
         return (Group((Term(bias=self.bias),)),)
 
 
+#: the stabiliser diagnostic's default: warn where |z_mod| < 1% of |z| (relevance amplified > 100x)
+WARN_BELOW = 0.01
+
+
 @dataclass(frozen=True)
 class Gamma(LinearRule):
-    """LRP-gamma: w + gamma w+ (and b + gamma b+ if ``bias``)."""
+    """LRP-gamma, classic (Montavon et al. 2019): w + gamma w+ (and b + gamma b+ if ``bias``) on
+    every unit. Meant for positive inputs; a unit with z < 0 gets z + gamma z+ as denominator,
+    which can cross 0 (``warn_below``: the stabiliser diagnostic)."""
 
     gamma: float = 0.25
     bias: bool = True
     stabilizer: float = 0.0
+    warn_below: float = WARN_BELOW
 
     def groups(self) -> Sequence[Group]:
         return (Group((Term(param=GammaParam(self.gamma), bias=self.bias),)),)
+
+
+@dataclass(frozen=True)
+class GeneralizedGamma(LinearRule):
+    """LRP-gamma, generalized (Andeol et al. 2021; Zennit's ``Gamma``): units with z > 0 use the
+    positive contributions amplified, units with z < 0 the negative ones, so |z_mod| >= |z|::
+
+        z > 0:  z_mod = x+ (W + gamma W+) + x- (W + gamma W-) [+ b + gamma b+]
+        z < 0:  z_mod = x+ (W + gamma W-) + x- (W + gamma W+) [+ b + gamma b-]
+
+    R_i = sum over both terms x_i * (modified weights) * R_j / z_mod_j; units with z = 0 pass nothing.
+    Equals the classic gamma where every input is >= 0 and every z > 0."""
+
+    gamma: float = 0.25
+    bias: bool = True
+    stabilizer: float = 0.0
+    warn_below: float = WARN_BELOW
+
+    def groups(self) -> Sequence[Group]:
+        up, down = GammaParam(self.gamma), GammaParam(self.gamma, negative=True)
+        pos = (Term(positive_input, up, bias=self.bias), Term(negative_input, down, bias=False))
+        neg = (Term(positive_input, down, bias=self.bias), Term(negative_input, up, bias=False))
+        return (Group(pos, units="positive"), Group(neg, units="negative"))
 
 
 @dataclass(frozen=True)
@@ -472,9 +559,11 @@ class _ReferenceStore:
 @dataclass(eq=False, repr=False)
 class Rescale(Rule):
     """DeepLift's Rescale rule at an elementwise nonlinearity: m = (y - y0) / (x - x0), and the
-    module's own derivative at x where x == x0 exactly. Exact: m * (x - x0) = y - y0."""
+    module's own derivative at x where x == x0 exactly. Exact: m * (x - x0) = y - y0, for every
+    elementwise module (``ELEMENTWISE``)."""
 
     store: _ReferenceStore
+    models = ELEMENTWISE
 
     def forward_state(self, module: nn.Module, x: Tensor, y: Tensor) -> Any:
         return self.store.take(module, x, y)
@@ -491,36 +580,22 @@ class Rescale(Rule):
 
 @dataclass(eq=False, repr=False)
 class RescaleMaxPool(Rule):
-    """Exact multipliers through a max pool: in each window the output change dy is split over the
-    winners at x and at the reference x0 (k, k') in proportion to their input changes:
-    m_k = dy dx_k / (dx_k^2 + dx_k'^2); sum_i m_i dx_i = dy exactly. (Reconstructed: DeepLift's
-    paper gives the gradient for max pooling, which is not exact; this is the least-norm exact
-    multiplier supported on the two winners.) If both winners are unchanged, dy = 0 and the
-    gradient at x is used."""
+    """Exact DeepLift multipliers through every max pool torch ships (``pooling.rescale_multipliers``):
+    the output change of each window is split over the convention's winners at x and at the
+    reference x0 in proportion to their input changes, m_i = dy dx_i / sum_S dx_j^2, so
+    sum_i m_i dx_i = dy exactly. (Reconstructed: DeepLift's paper gives the gradient for max
+    pooling, which is not exact; this is the least-norm exact multiplier on the winners.)"""
 
     store: _ReferenceStore
+    ties: str = "first"
+    models = MAX_POOLS
+
+    def __post_init__(self) -> None:
+        check_ties(self.ties)
 
     def forward_state(self, module: nn.Module, x: Tensor, y: Tensor) -> Any:
         return self.store.take(module, x, y)
 
     def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
-        import torch.nn.functional as F
-
         x0, y0 = state
-        kw = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding, dilation=module.dilation, ceil_mode=module.ceil_mode, return_indices=True)
-        _, i1 = F.max_pool2d(x, **kw)
-        _, i0 = F.max_pool2d(x0, **kw)
-        n, c = x.shape[:2]
-        dxf = (x - x0).reshape(n, c, -1)
-        i1, i0 = i1.reshape(n, c, -1), i0.reshape(n, c, -1)
-        d1, d0 = dxf.gather(2, i1), dxf.gather(2, i0)
-        same = i1 == i0
-        s = d1 * d1 + torch.where(same, torch.zeros_like(d0), d0 * d0)
-        g = grad.reshape(n, c, -1)
-        dy = (y - y0).reshape(n, c, -1)
-        ok = s > 0
-        coef = torch.where(ok, g * dy / torch.where(ok, s, torch.ones_like(s)), torch.zeros_like(s))
-        out = torch.zeros_like(dxf)
-        out.scatter_add_(2, i1, torch.where(ok, coef * d1, g))
-        out.scatter_add_(2, i0, torch.where(same | ~ok, torch.zeros_like(d0), coef * d0))
-        return out.reshape(x.shape)
+        return rescale_multipliers(module, x, x0, y, y0, grad, self.ties)
