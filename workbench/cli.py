@@ -101,7 +101,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     say = _progress(args.quiet)
     axioms = args.axioms.split(",") if args.axioms else None
     shrink = args.shrink_seconds if args.shrink_seconds is not None else (5.0 if args.all else 20.0)
-    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
+    common = dict(axioms=axioms, examples=args.examples if args.examples is not None else 60, seed=args.seed, kind=args.kind, activations=tuple(args.activations.split(",")), dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=shrink)
+    if args.model is not None or args.weights is not None or args.source is not None:
+        return _check_network(args, say)
     if args.all:
         names = list(MATRIX_METHODS)
         reports = [check(_resolve_method(n, {}), **common) for n in names]
@@ -130,17 +132,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_network(args: argparse.Namespace, say) -> int:
+    """``check METHOD --model ARCH --weights FILE --source DIR``: axioms on the user's network."""
+    from .netcheck import check_network, load_network
+
+    if args.all or not args.method or not (args.model and args.weights and args.source):
+        raise WorkbenchError("a network check needs a METHOD and --model, --weights and --source together (not --all)")
+    say(f"loading {args.model} from {args.weights} and {args.images} images of {args.source} at {args.size} px")
+    net = load_network(args.model, args.weights, args.source, images=args.images, size=args.size, seed=args.seed, dtype=_dtype(args.dtype), device=args.device or "cpu")
+    axioms = args.axioms.split(",") if args.axioms else None
+    report = check_network(_resolve_method(args.method, _parse_options(args.option)), net, axioms=axioms, examples=args.examples if args.examples is not None else 10, seed=args.seed, save_dir=args.out, progress=say)
+    print(json.dumps([report.to_dict()], indent=2) if args.json else report.table())
+    failed = [v for v in report.verdicts if v.unexpected]
+    for v in failed:
+        print(f"\nclaimed axiom failed: {report.method} / {v.axiom}; counterexample: {v.counterexample} "
+              f"(replay: workbench replay FILE --weights {args.weights})", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .check import replay
 
-    outcome, case, method = replay(args.file, method=args.method)
-    print(f"method: {method.label}")
-    print(case.describe())
+    if args.weights is not None or _is_network_file(args.file):
+        from .netcheck import replay_network
+
+        if args.weights is None:
+            raise WorkbenchError(f"{args.file} is a network counterexample: pass the checkpoint with --weights")
+        outcome, case, method = replay_network(args.file, weights=args.weights, source=args.source, method=args.method)
+        print(f"method: {method.label}")
+        print(f"network: {case.params.get('where', '')} {json.dumps({k: v for k, v in case.params.items() if k != 'where'})}")
+    else:
+        outcome, case, method = replay(args.file, method=args.method)
+        print(f"method: {method.label}")
+        print(case.describe())
     status = "not applicable" if not outcome.applicable else ("VIOLATED" if outcome.violated else "holds")
     print(f"\n{status}: residual {outcome.residual:.3e} vs tolerance {outcome.tolerance:.3e}")
     if outcome.note:
         print(outcome.note)
     return 1 if outcome.violated else 0
+
+
+def _is_network_file(path: str) -> bool:
+    from .netcheck import is_network_counterexample
+
+    try:
+        return is_network_counterexample(json.loads(open(path).read()))
+    except (OSError, ValueError):
+        return False
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
@@ -191,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("method", nargs="?", help="built-in name, name[key=value,...], or module:callable")
     c.add_argument("--all", action="store_true", help="the method x axiom matrix of the built-in methods")
     c.add_argument("--axioms", help="comma-separated axiom names (default: all)")
-    c.add_argument("--examples", type=int, default=60, help="drawn cases per axiom (default 60)")
+    c.add_argument("--examples", type=int, default=None, help="drawn cases per axiom (default 60; 10 on a given network)")
     c.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     c.add_argument("--kind", default="any", choices=["mlp", "cnn", "any"], help="networks drawn")
     c.add_argument("--activations", default="relu", help="comma-separated: relu,softplus,gelu")
@@ -201,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--shrink-seconds", type=float, help="time spent shrinking each counterexample (default 20, 5 with --all)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.add_argument("--model", help="check on YOUR network: a torchvision architecture (with --weights and --source)")
+    c.add_argument("--weights", help="state-dict checkpoint of --model (read with weights_only=True)")
+    c.add_argument("--source", help="ImageFolder directory of the images to check on")
+    c.add_argument("--images", type=int, default=4, help="images drawn from --source (default 4)")
+    c.add_argument("--size", type=int, default=224, help="image side in pixels for --source (default 224)")
+    c.add_argument("--device", help="torch device for a network check, e.g. cuda (default cpu)")
     c.set_defaults(func=cmd_check)
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
@@ -231,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="re-run a saved counterexample file")
     r.add_argument("file")
     r.add_argument("--method", help="method to use instead of the recorded one")
+    r.add_argument("--weights", help="checkpoint of a network counterexample (its sha256 is checked)")
+    r.add_argument("--source", help="image folder of a network counterexample (default: the recorded one)")
     r.set_defaults(func=cmd_replay)
     return p
 
