@@ -132,6 +132,7 @@ def check_network(
     save_dir: Optional[Union[str, Path]] = "counterexamples",
     progress: Optional[Callable[[str], None]] = None,
     shrink_evaluations: int = 30,
+    shrink_seconds: float = 120.0,
 ) -> Report:
     """Check a method's axioms on a given network and images; a ``Report`` as ``workbench.check``.
 
@@ -152,7 +153,7 @@ def check_network(
     for n in names:
         if progress:
             progress(f"{method.label} on {net.arch}: {n} ...")
-        report.verdicts.append(check_network_axiom(method, net, n, examples=examples, seed=seed, save_dir=save_dir, claimed=True if treat_all else None, shrink_evaluations=shrink_evaluations))
+        report.verdicts.append(check_network_axiom(method, net, n, examples=examples, seed=seed, save_dir=save_dir, claimed=True if treat_all else None, shrink_evaluations=shrink_evaluations, shrink_seconds=shrink_seconds))
     return report
 
 
