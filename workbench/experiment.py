@@ -308,6 +308,9 @@ def run(
     skipped = len(keys) - len([k for k in keys if k not in done])
     if skipped:
         say(f"{exp.name}: {skipped} of {len(keys)} items already done, resuming")
+    from .pipeline import Progress
+
+    progress = Progress(len(todo), exp.name_prefix)
     for i, key in enumerate(todo, 1):
         t0 = time.monotonic()
         record = exp.run_item(key, ctx)
@@ -315,7 +318,8 @@ def run(
         with items_path.open("a") as fh:
             fh.write(json.dumps({"key": key, "seconds": round(seconds, 4), "record": _plain(record)}) + "\n")
         done[key] = record
-        say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s ({i}/{len(todo)})")
+        progress.update()
+        say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s; {progress.line()}")
     summary: dict = {}
     if all(k in done for k in keys):
         summary = _plain(exp.summarize([done[k] for k in keys], ctx))
