@@ -8,7 +8,8 @@ progress with items/s and ETA.
   forward + backward pass may hold so that activations stay within a memory budget. The
   activation size per row is MEASURED on one probe forward pass (the sum of every leaf module's
   output bytes: what autograd keeps for the backward pass), doubled for the gradients of the
-  backward pass; the model's own parameters are taken off the budget first.
+  backward pass; the memory in use (the process's resident set on CPU, allocated memory on
+  CUDA) is taken off the budget first, and a pass's activations get half of the rest.
 * ``with_chunk(method, rows)``: the method rebuilt with ``chunk_size=rows`` where its constructor
   takes one (gradient, input x gradient, integrated gradients, smooth FullGrad, I-GOS; a
   SmoothGrad's base method), unchanged otherwise -- rows are independent, so values are the same.
@@ -79,8 +80,23 @@ def parameter_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
 
+def memory_in_use(device: Union[str, torch.device]) -> Optional[int]:
+    """Bytes in use now: the process's resident memory for the CPU (Linux ``/proc``), the
+    allocator's for CUDA; None where it cannot be read."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def chunk_rows(model: nn.Module, sample: Tensor, budget: Union[str, int], *, backward: bool = True, share: float = ACTIVATION_SHARE) -> int:
-    """Rows per pass so that rows * activations * factor fits `share` of (budget - parameters).
+    """Rows per pass so that rows * activations * factor fits `share` of what the budget leaves
+    after the memory in use now (``memory_in_use``: the interpreter, the loaded model; where it
+    cannot be read, the model's parameters and buffers).
 
     factor = ``BACKWARD_FACTOR`` for a gradient pass, 1 for a forward pass without gradients
     (which keeps far less; 1 is a safe upper bound). The rest of the budget is left to the rows'
@@ -91,12 +107,15 @@ def chunk_rows(model: nn.Module, sample: Tensor, budget: Union[str, int], *, bac
     if not 0 < share <= 1:
         raise InputError(f"share must be in (0, 1], got {share}")
     per_row = activation_bytes(model, sample) * (BACKWARD_FACTOR if backward else 1.0)
-    free = (limit - parameter_bytes(model)) * share
+    in_use = memory_in_use(sample.device)
+    used = parameter_bytes(model) if in_use is None else in_use
+    free = (limit - used) * share
     rows = int(free // per_row) if free > 0 else 0
     if rows < 1:
         raise InputError(
-            f"a memory budget of {limit / 1e9:.2f} GB does not hold the model ({parameter_bytes(model) / 1e9:.2f} GB) "
-            f"and one row of activations ({per_row / 1e9:.2f} GB); raise --memory-budget or lower the image size"
+            f"a memory budget of {limit / 1e9:.2f} GB does not hold what is in use ({used / 1e9:.2f} GB, the model "
+            f"{parameter_bytes(model) / 1e9:.2f} GB) and one row of activations ({per_row / 1e9:.3f} GB); "
+            "raise --memory-budget or lower the image size"
         )
     return rows
 
