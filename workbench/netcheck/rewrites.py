@@ -60,18 +60,21 @@ def _in_columns(b: nn.Module, width: int, channels: Tensor) -> Tensor:
 
 def _apply_in(b: nn.Module, width: int, index: Tensor) -> None:
     with torch.no_grad():
-        b.weight = _param(b.weight[:, _in_columns(b, width, index)], b.weight)
+        b.weight = _param(b.weight[:, _in_columns(b, width, index).to(b.weight.device)], b.weight)
 
 
 def _scale_in(b: nn.Module, width: int, factors: Tensor) -> None:
     s = 1 if isinstance(b, nn.Conv2d) else b.in_features // width
-    f = factors.repeat_interleave(s).to(b.weight.dtype)
+    f = factors.repeat_interleave(s).to(device=b.weight.device, dtype=b.weight.dtype)
     with torch.no_grad():
         b.weight = _param(b.weight * f.view(1, -1, *([1] * (b.weight.dim() - 2))), b.weight)
 
 
 def _reindex_out(m: nn.Module, index: Tensor) -> None:
     """Output channels of an affine module, or the channels of a BatchNorm, reindexed."""
+    first = next(iter(m.parameters()), None)
+    if first is not None:
+        index = index.to(first.device)
     with torch.no_grad():
         for attr in ("weight", "bias"):
             p = getattr(m, attr, None)
@@ -117,7 +120,7 @@ def rescale(g: Graph, site: Site, scales: Sequence[float]) -> nn.Module:
             p = getattr(m, attr, None)
             if p is not None:
                 shape = (-1,) + (1,) * (p.dim() - 1)
-                setattr(m, attr, _param(p * c.to(p.dtype).view(shape), p))
+                setattr(m, attr, _param(p * c.to(device=p.device, dtype=p.dtype).view(shape), p))
     _scale_in(model.get_submodule(site.b), site.width, 1.0 / c)
     return model
 
