@@ -115,3 +115,41 @@ def test_each_axiom_both_ways(net, tmp_path, axiom, bad, good):
     good_v = check_network(good, net, axioms=[axiom], examples=3, save_dir=None).verdicts[0]
     assert bad_v.holds is False and bad_v.counterexample, bad_v
     assert good_v.holds is True, good_v
+
+
+class _OffByOne:
+    """A full-gradient 'method' whose reconstruction misses F(x) by one."""
+
+    def __init__(self):
+        self.inner = workbench.method("full-gradients")
+        self.claims = {"full-gradient-completeness": None}
+
+    def __call__(self, model, x, target, baseline):
+        return self.inner.attribute(model, x, target=target)
+
+    def reconstruct(self, model, x, *, target):
+        return self.inner.reconstruct(model, x, target=target) + 1.0
+
+
+def test_full_gradient_completeness_both_ways(net):
+    good = check_network("full-gradients", net, axioms=["full-gradient-completeness"], examples=2, save_dir=None).verdicts[0]
+    assert good.holds is True and good.claimed, good
+    bad = _OffByOne()
+    from workbench.methods.base import CallableMethod
+
+    adapted = CallableMethod(bad, name="off-by-one", claims=bad.claims)
+    adapted.reconstruct = bad.reconstruct
+    verdict = check_network(adapted, net, axioms=["full-gradient-completeness"], examples=2, save_dir=None).verdicts[0]
+    assert verdict.holds is False and verdict.unexpected, verdict
+
+
+def test_python_api_on_a_plain_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 3))
+    model = randomize_affine(model, torch.Generator().manual_seed(0), scale=0.3).double().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    report = workbench.check_network(FIXED_IG, model, x, axioms=["implementation-invariance", "dummy", "symmetry", "linearity"], examples=4, save_dir=None)
+    assert isinstance(report, workbench.Report) and report.ok and all(v.holds for v in report.verdicts), report
+    with pytest.raises(InputError, match="training mode"):
+        workbench.check_network(FIXED_IG, model.train(), x, save_dir=None)
