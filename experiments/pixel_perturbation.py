@@ -60,11 +60,11 @@ class PixelPerturbation(X.ImageExperiment):
         i = int(key.split("-")[1])
         keys = self.images_of(ctx).keys()[i * self.batch_size:(i + 1) * self.batch_size]
         x = self.batch(ctx, keys)
+        rows, forward_rows = ctx.cached("rows", lambda: (chunk_rows(model, x[:1], self.memory_budget), chunk_rows(model, x[:1], self.memory_budget, backward=False)))
         with torch.no_grad():
-            target = model(x).argmax(1).cpu()
+            target = torch.cat([model(x[s:s + forward_rows]).argmax(1) for s in range(0, x.shape[0], forward_rows)]).cpu()
         fill = self._replacement(ctx)
         fill = fill.to(ctx.device, x.dtype).expand_as(x) if isinstance(fill, torch.Tensor) else fill
-        rows, forward_rows = ctx.cached("rows", lambda: (chunk_rows(model, x[:1], self.memory_budget), chunk_rows(model, x[:1], self.memory_budget, backward=False)))
         changes = {}
         for m in self.methods:
             if m == RANDOM:
