@@ -44,19 +44,26 @@ def load_checkpoint(arch: str, weights: Union[str, Path]) -> nn.Module:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise InputError(f"{weights} does not hold a state dict of tensors; save model.state_dict()")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    # built on the meta device and given the checkpoint's tensors (assign=True): no random
+    # initialisation and no second copy of the weights (vgg16: 0.5 GB less at peak)
     try:
-        model = torchvision.models.get_model(arch, weights=None)
+        with torch.device("meta"):
+            model = torchvision.models.get_model(arch, weights=None)
     except ValueError:
         raise InputError(f"unknown torchvision architecture {arch!r}") from None
     heads = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
     for name, lin in heads:
         w = state.get(f"{name}.weight")
         if w is not None and w.dim() == 2 and w.shape[0] != lin.out_features:
-            model = torchvision.models.get_model(arch, weights=None, num_classes=int(w.shape[0]))
+            with torch.device("meta"):
+                model = torchvision.models.get_model(arch, weights=None, num_classes=int(w.shape[0]))
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=True)
     except RuntimeError as e:
         raise ModelError(f"{weights} does not fit {arch}: {str(e)[:300]}") from None
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise ModelError(f"{weights} leaves {', '.join(left[:5])} of {arch} without values")
     return model.eval()
 
 
