@@ -45,6 +45,11 @@ def _method(obj: Any, claims=None) -> Method:
     return as_method(obj, claims=claims)
 
 
+def _verdict(axiom: str, method: Method, holds, claimed: bool, residual: float, tolerance: float, cases: int, counterexample, note: str) -> Verdict:
+    """A ``workbench.check.Verdict`` built by field name (the fixture checker's own type)."""
+    return Verdict(axiom=axiom, method=method.label, holds=holds, claimed=claimed, residual=residual, tolerance=tolerance, cases=cases, counterexample=counterexample, note=note)
+
+
 def check_network_axiom(
     method: Method,
     net: Network,
@@ -69,7 +74,7 @@ def check_network_axiom(
     rtol = max(rtol_for(dtype), claims.get(axiom_name) or 0.0)
     reason = axiom.applicable(net)
     if reason:
-        return Verdict(axiom_name, method.label, None, is_claimed, math.nan, rtol, 0, None, reason)
+        return _verdict(axiom_name, method, None, is_claimed, math.nan, rtol, 0, None, reason)
     state = {"worst": 0.0, "note": "", "applicable": 0, "reasons": [], "best": None, "spent": 0, "t0": None}
 
     def exhausted() -> bool:
@@ -110,14 +115,14 @@ def check_network_axiom(
     if found is None:
         if state["applicable"] == 0:
             why = state["reasons"][0] if state["reasons"] else "no applicable case was drawn"
-            return Verdict(axiom_name, method.label, None, is_claimed, math.nan, rtol, 0, None, why)
-        return Verdict(axiom_name, method.label, True, is_claimed, state["worst"], rtol, state["applicable"], None, state["note"])
+            return _verdict(axiom_name, method, None, is_claimed, math.nan, rtol, 0, None, why)
+        return _verdict(axiom_name, method, True, is_claimed, state["worst"], rtol, state["applicable"], None, state["note"])
     case = axiom.build(net, found)
     outcome = axiom.run(method, case, rtol)
     path = None if save_dir is None else str(save_network_counterexample(save_dir, method, net, axiom_name, found, outcome))
     where = case.params.get("where")
     note = f"{case.params['transform']} at {where}: " if where else ""
-    return Verdict(axiom_name, method.label, False, is_claimed, outcome.residual, rtol, state["applicable"], path, note + outcome.note)
+    return _verdict(axiom_name, method, False, is_claimed, outcome.residual, rtol, state["applicable"], path, note + outcome.note)
 
 
 def check_network(
