@@ -141,7 +141,7 @@ def _check_network(args: argparse.Namespace, say) -> int:
     say(f"loading {args.model} from {args.weights} and {args.images} images of {args.source} at {args.size} px")
     net = load_network(args.model, args.weights, args.source, images=args.images, size=args.size, seed=args.seed, dtype=_dtype(args.dtype), device=args.device or "cpu")
     axioms = args.axioms.split(",") if args.axioms else None
-    report = check_network(_resolve_method(args.method, _parse_options(args.option)), net, axioms=axioms, examples=args.examples if args.examples is not None else 10, seed=args.seed, save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0)
+    report = check_network(_resolve_method(args.method, _parse_options(args.option)), net, axioms=axioms, examples=args.examples if args.examples is not None else 10, seed=args.seed, save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0, memory_budget=args.memory_budget)
     print(json.dumps([report.to_dict()], indent=2) if args.json else report.table())
     failed = [v for v in report.verdicts if v.unexpected]
     for v in failed:
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", type=int, default=4, help="images drawn from --source (default 4)")
     c.add_argument("--size", type=int, default=224, help="image side in pixels for --source (default 224)")
     c.add_argument("--device", help="torch device for a network check, e.g. cuda (default cpu)")
+    c.add_argument("--memory-budget", help="bound each pass of a network check, e.g. 2GB (rows per pass measured on one probe)")
     c.set_defaults(func=cmd_check)
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)

@@ -151,5 +151,10 @@ def test_python_api_on_a_plain_model():
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     report = workbench.check_network(FIXED_IG, model, x, axioms=["implementation-invariance", "dummy", "symmetry", "linearity"], examples=4, save_dir=None)
     assert isinstance(report, workbench.Report) and report.ok and all(v.holds for v in report.verdicts), report
+    from workbench.pipeline import memory_in_use
+
+    budget = memory_in_use("cpu") + 10**8
+    chunked = workbench.check_network(FIXED_IG, model, x, axioms=["implementation-invariance"], examples=2, save_dir=None, memory_budget=budget)
+    assert "chunk_size=" in chunked.method and chunked.ok
     with pytest.raises(InputError, match="training mode"):
         workbench.check_network(FIXED_IG, model.train(), x, save_dir=None)

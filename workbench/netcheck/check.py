@@ -138,6 +138,7 @@ def check_network(
     progress: Optional[Callable[[str], None]] = None,
     shrink_evaluations: int = 30,
     shrink_seconds: float = 120.0,
+    memory_budget: Optional[Union[str, int]] = None,
 ) -> Report:
     """Check a method's axioms on a given network and images; a ``Report`` as ``workbench.check``.
 
@@ -145,9 +146,15 @@ def check_network(
     so counterexamples can be replayed) or a plain eval-mode ``nn.Module`` with `images`
     (N, C, H, W) of its dtype (then counterexample files name no checkpoint and cannot be replayed
     from the command line). Rewrites are function-preserving to round-off, so float64 is advised.
+    ``memory_budget`` (e.g. "2GB") bounds the rows of each of the method's passes
+    (``workbench.pipeline.chunk_rows``; the method is rebuilt with that ``chunk_size``).
     """
     method = _method(method_or_callable, claims)
     net = model if isinstance(model, Network) else Network(model, images if images is not None else torch.empty(0))
+    if memory_budget is not None:
+        from ..pipeline import chunk_rows, with_chunk
+
+        method = with_chunk(method, chunk_rows(net.model, net.images[:1], memory_budget))
     names = list(axioms) if axioms is not None else list(NETWORK_AXIOMS)
     for n in names:
         get_network_axiom(n)
