@@ -150,6 +150,8 @@ def check_network(
     (``workbench.pipeline.chunk_rows``; the method is rebuilt with that ``chunk_size``).
     """
     method = _method(method_or_callable, claims)
+    if isinstance(model, Network) and images is not None:
+        raise InputError("pass images either inside the Network or as `images` with a plain model, not both")
     net = model if isinstance(model, Network) else Network(model, images if images is not None else torch.empty(0))
     if memory_budget is not None:
         from ..pipeline import chunk_rows, with_chunk
