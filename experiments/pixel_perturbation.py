@@ -23,6 +23,7 @@ import torch
 import workbench
 from workbench import experiment as X
 from workbench.metrics import pixel_perturbation
+from workbench.pipeline import chunk_rows, with_chunk
 
 RANDOM = "random"
 
@@ -40,6 +41,7 @@ class PixelPerturbation(X.ImageExperiment):
     replacement: Union[float, str] = "mean"  # "mean" (per-channel mean of the images used) or a number
     score: str = "probability"  # "probability" or "logit"
     batch_size: int = 16
+    memory_budget: str = "2GB"  # bounds every pass: rows per pass measured on one probe (workbench.pipeline)
 
     def items(self) -> list[str]:
         keys = self.image_source().keys()
@@ -62,8 +64,9 @@ class PixelPerturbation(X.ImageExperiment):
         i = int(key.split("-")[1])
         keys = self.images_of(ctx).keys()[i * self.batch_size:(i + 1) * self.batch_size]
         x = self.batch(ctx, keys)
+        rows, forward_rows = ctx.cached("rows", lambda: (chunk_rows(model, x[:1], self.memory_budget), chunk_rows(model, x[:1], self.memory_budget, backward=False)))
         with torch.no_grad():
-            target = model(x).argmax(1).cpu()
+            target = torch.cat([model(x[s:s + forward_rows]).argmax(1) for s in range(0, x.shape[0], forward_rows)]).cpu()
         fill = self._replacement(ctx)
         fill = fill.to(ctx.device, x.dtype).expand_as(x) if isinstance(fill, torch.Tensor) else fill
         changes = {}
@@ -71,8 +74,10 @@ class PixelPerturbation(X.ImageExperiment):
             if m == RANDOM:
                 saliency = torch.rand(x.shape[0], 1, *x.shape[2:], generator=ctx.generator(f"{key}/random")).to(ctx.device)
             else:
-                saliency = workbench.method(m).attribute(model, x, target=target)
-            r = pixel_perturbation(model, x, saliency, target=target, percentages=self.percentages, replacement=fill, score=self.score, seed=self.seed)
+                method = with_chunk(workbench.method(m), rows)
+                # images in groups of `rows`: a method's own per-image tensors (path points) stay bounded too
+                saliency = torch.cat([method.attribute(model, x[s:s + rows], target=target[s:s + rows]) for s in range(0, x.shape[0], rows)])
+            r = pixel_perturbation(model, x, saliency, target=target, percentages=self.percentages, replacement=fill, score=self.score, seed=self.seed, chunk_size=forward_rows)
             changes[m] = r.change.cpu().tolist()
         return {"images": keys, "changes": changes}
 

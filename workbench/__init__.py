@@ -22,7 +22,16 @@ __version__ = "0.1.0"
 from .check import Report, Verdict, check, replay  # noqa: E402
 from .fullgrad import FullGradients, full_gradients  # noqa: E402
 
+
+
+def check_network(*args, **kwargs):
+    """Axioms of a method on a given trained network (``workbench.netcheck.check_network``)."""
+    from .netcheck import check_network as _check_network
+
+    return _check_network(*args, **kwargs)
+
+
 __all__ = [
     "ConvergenceError", "FullGradients", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
-    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "full_gradients", "method", "methods", "replay",
+    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "check_network", "full_gradients", "method", "methods", "replay",
 ]

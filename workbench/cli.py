@@ -108,10 +108,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     say = _progress(args.quiet)
     axioms = args.axioms.split(",") if args.axioms else None
+    if args.model is not None or args.weights is not None or args.source is not None:
+        return _check_network(args, say)
     for a in axioms or ():
         get_axiom(a)  # unknown names fail before any work
     activations = tuple(args.activations.split(",")) if args.activations else None
-    common = dict(axioms=axioms, examples=args.examples, seed=args.seed, kind=args.kind, activations=activations, dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds, shrink=args.shrink)
+    common = dict(axioms=axioms, examples=args.examples if args.examples is not None else 60, seed=args.seed, kind=args.kind, activations=activations, dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds, shrink=args.shrink)
     if args.all:
         if args.option:
             raise WorkbenchError("--option applies to one method, not to --all")
@@ -160,12 +162,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 2 if errors else (1 if failed else 0)
 
 
+def _check_network(args: argparse.Namespace, say) -> int:
+    """``check METHOD --model ARCH --weights FILE --source DIR``: axioms on the user's network."""
+    from .netcheck import check_network, load_network
+
+    if args.all or not args.method or not (args.model and args.weights and args.source):
+        raise WorkbenchError("a network check needs a METHOD and --model, --weights and --source together (not --all)")
+    say(f"loading {args.model} from {args.weights} and {args.images} images of {args.source} at {args.size} px")
+    net = load_network(args.model, args.weights, args.source, images=args.images, size=args.size, seed=args.seed, dtype=_dtype(args.dtype), device=args.device or "cpu")
+    axioms = args.axioms.split(",") if args.axioms else None
+    report = check_network(_resolve_method(args.method, _parse_options(args.option)), net, axioms=axioms, examples=args.examples if args.examples is not None else 10, seed=args.seed, save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0, memory_budget=args.memory_budget)
+    from .report_views import render_reports
+
+    print(render_reports([report], args.format, matrix=False))
+    failed = [v for v in report.verdicts if v.unexpected]
+    for v in failed:
+        print(f"\nclaimed axiom failed: {report.method} / {v.axiom}; counterexample: {v.counterexample} "
+              f"(replay: workbench replay FILE --weights {args.weights})", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .counterexample import replay
 
-    outcome, case, method = replay(args.file, method=args.method, trust_callable=args.trust_callable)
-    print(f"method: {method.label}")
-    print(case.describe())
+    if args.weights is not None or _is_network_file(args.file):
+        from .netcheck import replay_network
+
+        if args.weights is None:
+            raise WorkbenchError(f"{args.file} is a network counterexample: pass the checkpoint with --weights")
+        outcome, case, method = replay_network(args.file, weights=args.weights, source=args.source, method=args.method)
+        print(f"method: {method.label}")
+        print(f"network: {case.params.get('where', '')} {json.dumps({k: v for k, v in case.params.items() if k != 'where'})}")
+    else:
+        outcome, case, method = replay(args.file, method=args.method, trust_callable=args.trust_callable)
+        print(f"method: {method.label}")
+        print(case.describe())
     status = "not applicable" if not outcome.applicable else ("VIOLATED" if outcome.violated else "holds")
     print(f"\n{status}: residual {outcome.residual:.3e} vs tolerance {outcome.tolerance:.3e}")
     if outcome.note:
@@ -173,6 +204,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if outcome.violated else 0
 
 
+def _is_network_file(path: str) -> bool:
+    """Whether FILE is a network-check counterexample (read within the replay size bound)."""
+    from .counterexample import LIMITS
+    from .netcheck import is_network_counterexample
+
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(LIMITS.max_bytes + 1)
+        if len(text) > LIMITS.max_bytes:
+            return False  # the replay validator refuses it with the reason
+        return is_network_counterexample(json.loads(text))
+    except (OSError, ValueError, RecursionError):
+        return False
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import cli
 
@@ -259,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("method", nargs="?", help="built-in name, name[key=value,...], or module:callable (the current directory is importable)")
     c.add_argument("--all", action="store_true", help="the method x axiom matrix of the built-in methods")
     c.add_argument("--axioms", help="comma-separated axiom names (default: all)")
-    c.add_argument("--examples", type=int, default=60, help="drawn cases per axiom (default 60)")
+    c.add_argument("--examples", type=int, default=None, help="drawn cases per axiom (default 60; 10 on a given network)")
     c.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     c.add_argument("--kind", default="any", choices=["mlp", "cnn", "any"], help="networks drawn")
     c.add_argument("--activations", help="comma-separated: relu,softplus,gelu (default: all three, ReLU only for a piecewise-linear method)")
@@ -272,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", metavar="PATH", help="also write an HTML report (matrix, reasons, links to counterexample files)")
     c.add_argument("--heatmap", metavar="PATH", help="also write the method x axiom matrix as a PNG")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.add_argument("--model", help="check on YOUR network: a torchvision architecture (with --weights and --source)")
+    c.add_argument("--weights", help="state-dict checkpoint of --model (read with weights_only=True)")
+    c.add_argument("--source", help="ImageFolder directory of the images to check on")
+    c.add_argument("--images", type=int, default=4, help="images drawn from --source (default 4)")
+    c.add_argument("--size", type=int, default=224, help="image side in pixels for --source (default 224)")
+    c.add_argument("--device", help="torch device for a network check, e.g. cuda (default cpu)")
+    c.add_argument("--memory-budget", help="bound each pass of a network check, e.g. 2GB (rows per pass measured on one probe)")
     c.set_defaults(func=cmd_check)
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
@@ -307,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file")
     r.add_argument("--method", help="method to use instead of the recorded one: a built-in name or module:callable (you name the code that runs)")
     r.add_argument("--trust-callable", action="store_true", help="import and run the module:callable the FILE names: this EXECUTES CODE chosen by the file's author; only for files you trust")
+    r.add_argument("--weights", help="checkpoint of a network counterexample (its sha256 is checked)")
+    r.add_argument("--source", help="image folder of a network counterexample (default: the recorded one)")
     r.set_defaults(func=cmd_replay)
     return p
 

@@ -408,6 +408,9 @@ def run(
         if skipped:
             say(f"{exp.name}: {skipped} of {len(keys)} items already done, resuming")
         store.open()
+        from .pipeline import Progress
+
+        progress = Progress(len(todo), exp.name_prefix)
         for i, key in enumerate(todo, 1):
             t0 = time.monotonic()
             record = exp.run_item(key, ctx)
@@ -416,7 +419,8 @@ def run(
             store.append(row)
             recorded = True
             done[key] = json.loads(json.dumps(row["record"]))  # the form a resume reads back
-            say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s ({i}/{len(todo)})")
+            progress.update()
+            say(f"{exp.name_prefix}: item {key} done in {seconds:.1f}s; {progress.line()}")
         summary: dict = {}
         if all(k in done for k in keys):
             summary = _plain(exp.summarize([done[k] for k in keys], ctx))

@@ -53,9 +53,10 @@ class ExpectedGradients(Method):
         Each sample's draws restart the generator, so they do not depend on the rest of the batch.
         """
         per_sample = []
+        host = x.detach().cpu()  # one copy: the seeded CPU generator draws the same on every device
         for i in range(x.shape[0]):
             g = torch.Generator().manual_seed(self.seed)
-            xi = x[i : i + 1].cpu()
+            xi = host[i : i + 1]
             per_sample.append(torch.cat([self.distribution(xi, generator=g) for _ in range(self.samples)]))
         return torch.stack(per_sample, 1).to(x.device)
 

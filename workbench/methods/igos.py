@@ -381,13 +381,13 @@ class IGOS(Method):
         step = torch.full((n,), self.initial_step, dtype=x.dtype, device=x.device)
         searching = norm_sq > 0  # d = 0: stationary, nothing to search
         accepted = torch.zeros(n, dtype=torch.bool, device=x.device)
-        trials = torch.zeros(n, dtype=torch.long)
+        trials = torch.zeros(n, dtype=torch.long, device=x.device)
         new_masks, new_obj, new_score = masks.clone(), objective.clone(), score.clone()
         while bool(searching.any()):
             i = searching.nonzero().flatten()
             trial = (masks[i] - step[i].view(-1, 1, 1, 1) * d[i]).clamp(0.0, 1.0)
             obj, sc = self._objective(model, x[i], canvas[i], target[i], trial, book, rows[i])
-            trials[i.cpu()] += 1
+            trials[i] += 1
             ok = obj <= objective[i] - self.armijo * step[i] * norm_sq[i]
             good = i[ok]
             new_masks[good], new_obj[good], new_score[good] = trial[ok], obj[ok], sc[ok]
@@ -396,15 +396,19 @@ class IGOS(Method):
             bad = i[~ok]
             step[bad] = step[bad] * self.shrink
             searching[bad] = step[bad] >= self.min_step
+        # one device-to-host copy for the whole batch, not five per sample
+        taken = torch.where(accepted, step, torch.zeros_like(step))
+        cols = torch.stack([taken.double(), objective.double(), new_obj.double(), norm_sq.double()]).cpu().tolist()
+        tried, acc = trials.tolist(), accepted.tolist()
         out = [
             LineSearchStep(
                 iteration=iteration,
-                step=float(step[j]) if accepted[j] else 0.0,
-                objective_before=float(objective[j]),
-                objective_after=float(new_obj[j]),
-                direction_norm_sq=float(norm_sq[j]),
-                trials=int(trials[j]),
-                accepted=bool(accepted[j]),
+                step=cols[0][j],
+                objective_before=cols[1][j],
+                objective_after=cols[2][j],
+                direction_norm_sq=cols[3][j],
+                trials=tried[j],
+                accepted=acc[j],
             )
             for j in range(n)
         ]

@@ -78,7 +78,7 @@ def pixel_perturbation(
     x = x.detach()
     r = baselines.resolve(replacement, x).detach()
     with preserved(model, freeze_parameters=True):
-        original = scores_no_grad(model, x, t, score)
+        original = scores_no_grad(model, x, t, score, chunk_size=chunk_size)
         out = []
         per_chunk = max(1, chunk_size // n)
         for start in range(0, len(pct), per_chunk):
