@@ -190,7 +190,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         if args.weights is None:
             raise WorkbenchError(f"{args.file} is a network counterexample: pass the checkpoint with --weights")
-        outcome, case, method = replay_network(args.file, weights=args.weights, source=args.source, method=args.method)
+        outcome, case, method = replay_network(args.file, weights=args.weights, source=args.source, method=args.method, trust_callable=args.trust_callable)
         print(f"method: {method.label}")
         print(f"network: {case.params.get('where', '')} {json.dumps({k: v for k, v in case.params.items() if k != 'where'})}")
     else:

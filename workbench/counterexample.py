@@ -127,10 +127,8 @@ def _depth(doc: Any) -> int:
     return deepest
 
 
-def load_counterexample(path: Union[str, Path], limits: ReplayLimits = LIMITS) -> dict:
-    """Read and validate a replay file (schema, bounds); nothing is built. Raises InputError."""
-    import jsonschema
-
+def read_json_document(path: Union[str, Path], limits: ReplayLimits = LIMITS) -> Any:
+    """A JSON file from someone else: size, finite numbers and nesting bounded. Raises InputError."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -145,13 +143,21 @@ def load_counterexample(path: Union[str, Path], limits: ReplayLimits = LIMITS) -
         raise _bad(path, f"JSON nested too deeply (more than {limits.max_depth} levels allowed)") from None
     except ValueError as e:  # JSONDecodeError, huge integers, non-finite numbers
         raise _bad(path, f"not JSON: {str(e)[:200]}") from None
+    if _depth(data) > limits.max_depth:
+        raise _bad(path, f"JSON nested more than {limits.max_depth} levels")
+    return data
+
+
+def load_counterexample(path: Union[str, Path], limits: ReplayLimits = LIMITS) -> dict:
+    """Read and validate a replay file (schema, bounds); nothing is built. Raises InputError."""
+    import jsonschema
+
+    data = read_json_document(path, limits)
     if not isinstance(data, dict) or "workbench_counterexample" not in data:
         raise _bad(path, "no 'workbench_counterexample' version field (is it a counterexample file?)")
     version = data.get("workbench_counterexample")
     if version not in READABLE_VERSIONS:
         raise _bad(path, f"schema version {version!r}; this workbench reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-    if _depth(data) > limits.max_depth:
-        raise _bad(path, f"JSON nested more than {limits.max_depth} levels")
     validator = jsonschema.Draft202012Validator(schema(limits))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:

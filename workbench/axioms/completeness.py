@@ -54,7 +54,8 @@ class Completeness(Axiom):
         total = float(a.sum())
         scale = max(abs(fx), abs(fr), float(a.abs().sum()))
         note = f"sum(A) = {total:.6g}, F(x) - F(x') = {fx - fr:.6g}"
-        if is_affine(f.spec):  # no kink, no curvature: any sound rule is exact up to round-off
+        spec = getattr(f, "spec", None)  # None: a given network (workbench.netcheck), not a drawn one
+        if spec is not None and is_affine(spec):  # no kink, no curvature: any sound rule is exact up to round-off
             rtol = min(rtol, max(rtol_for(case.x.dtype), AFFINE_RTOL))
             note += " (affine network: checked at round-off tolerance)"
         return Outcome(relative(total - (fx - fr), scale), rtol, True, note)

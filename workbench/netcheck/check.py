@@ -201,6 +201,66 @@ def is_network_counterexample(data: dict) -> bool:
     return isinstance(data, dict) and data.get(FORMAT_KEY) == 1
 
 
+def _network_file_schema() -> dict:
+    """JSON Schema of a network counterexample file: names and hashes, small scalars, no weights."""
+    from ..replay_schema import DTYPES, LIMITS, schema
+
+    scalar = {"oneOf": [{"type": "number", "minimum": -2**31, "maximum": 2**31}, {"type": "string", "maxLength": 32},
+                        {"type": "boolean"}, {"type": "null"}]}
+    sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    text = {"type": "string", "maxLength": 100}
+    return {
+        "type": "object",
+        "properties": {
+            FORMAT_KEY: {"const": 1},
+            "workbench_version": text,
+            "torch_version": text,
+            "axiom": {"enum": sorted(NETWORK_AXIOMS)},
+            "method": schema(LIMITS)["properties"]["method"],
+            "dtype": {"enum": sorted(DTYPES)},
+            "network": {
+                "type": "object",
+                "properties": {"arch": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"}, "weights_sha256": sha,
+                               "source": {"type": "string", "maxLength": 4096}, "size": {"type": "integer", "minimum": 8, "maximum": 1024}},
+                "required": ["arch", "weights_sha256", "size"],
+                "additionalProperties": False,
+            },
+            "image": {
+                "type": "object",
+                # a path inside the image folder: relative, no '..' component
+                "properties": {"key": {"type": "string", "maxLength": 1024, "pattern": r"^(?!/)(?!.*(^|/)\.\.(/|$)).+$"},
+                               "sha256": {"oneOf": [sha, {"type": "null"}]}},
+                "required": ["key"],
+                "additionalProperties": False,
+            },
+            "choice": {"type": "object", "maxProperties": 16, "additionalProperties": {
+                "oneOf": [scalar, {"type": "object", "maxProperties": 4, "additionalProperties": scalar}]}},
+            "outcome": {"type": "object", "maxProperties": 8, "properties": {
+                "tolerance": {"type": "number", "minimum": 0}, "note": {"type": "string", "maxLength": 10_000},
+                "error": {"type": "string", "maxLength": 10_000}},
+                        "required": ["tolerance"], "additionalProperties": scalar},
+        },
+        "required": [FORMAT_KEY, "axiom", "method", "dtype", "network", "image", "choice", "outcome"],
+        "additionalProperties": False,
+    }
+
+
+def load_network_counterexample(path: Union[str, Path]) -> dict:
+    """Read and validate a network counterexample file (bounded, schema-checked); nothing is built."""
+    import jsonschema
+
+    from ..counterexample import read_json_document
+
+    data = read_json_document(path)
+    if not is_network_counterexample(data):
+        raise InputError(f"{path} is not a network counterexample file")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_network_file_schema()).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(e) for e in error.absolute_path) or "(top level)"
+        raise InputError(f"{path} is not a valid network counterexample file: at {where}: {error.message[:300]}")
+    return data
+
+
 def replay_network(
     path: Union[str, Path],
     *,
@@ -208,18 +268,19 @@ def replay_network(
     source: Optional[Union[str, Path]] = None,
     method: Any = None,
     device: Union[str, torch.device] = "cpu",
+    trust_callable: bool = False,
 ) -> tuple[Outcome, Case, Method]:
     """Re-run a network counterexample with the checkpoint `weights` (its sha256 must match the
-    recorded one) and the recorded image from `source` (default: the recorded source)."""
-    from ..data import image_source
-    from ..methods.base import import_callable
+    recorded one) and the recorded image from `source` (default: the recorded source).
 
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
-    if not is_network_counterexample(data):
-        raise InputError(f"{path} is not a network counterexample file")
+    The file is validated first and runs no code: a callable it names is imported only when the
+    caller passes it as `method` or sets `trust_callable` (as ``workbench replay`` does).
+    """
+    from ..counterexample import LIMITS, _recorded_method
+    from ..data import image_source
+    from ..replay_schema import DTYPES
+
+    data = load_network_counterexample(path)
     rec_net, rec_img = data["network"], data["image"]
     digest = sha256_file(weights) if Path(weights).is_file() else None
     if digest != rec_net.get("weights_sha256"):
@@ -230,21 +291,21 @@ def replay_network(
     key = rec_img["key"]
     if rec_img.get("sha256") and (not (src_dir / key).is_file() or sha256_file(src_dir / key) != rec_img["sha256"]):
         raise InputError(f"{src_dir / key} is missing or differs from the recorded image (sha256)")
-    dtype = getattr(torch, data.get("dtype", "float64"))
+    dtype = DTYPES[data["dtype"]]
     model = load_checkpoint(rec_net["arch"], weights).to(device=device, dtype=dtype)
-    x = image_source(str(src_dir), size=int(rec_net["size"]))[key].image.unsqueeze(0).to(device=device, dtype=dtype)
+    images = image_source(str(src_dir), size=int(rec_net["size"]))
+    if key not in images.keys():
+        raise InputError(f"{key!r} is not an image of {src_dir}")
+    x = images[key].image.unsqueeze(0).to(device=device, dtype=dtype)
     net = Network(model, x, rec_net["arch"], digest, str(src_dir), [key], rec_net["size"], [rec_img.get("sha256")])
     if method is None:
-        rec = data["method"]
-        if "label" in rec:
-            method = _method(rec["label"])
-        elif rec.get("callable"):
-            method = as_method(import_callable(rec["callable"]), claims=rec.get("claims"))
-        else:
-            raise InputError(f"the method {rec.get('name')!r} in {path} cannot be imported again; pass it explicitly")
+        method = _recorded_method(data["method"], trust_callable, LIMITS, path)
     method = _method(method)
     choice = {**data["choice"], "image": 0}
     axiom = get_network_axiom(data["axiom"])
-    case = axiom.build(net, choice)
+    try:
+        case = axiom.build(net, choice)
+    except (IndexError, KeyError, ValueError, TypeError) as e:
+        raise InputError(f"{path}: the recorded choice {json.dumps(data['choice'])} does not fit {rec_net['arch']} ({type(e).__name__}: {e})") from None
     tol = data["outcome"].get("tolerance", rtol_for(dtype))
     return axiom.run(method, case, float(tol)), case, method

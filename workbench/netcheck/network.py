@@ -36,10 +36,9 @@ def load_checkpoint(arch: str, weights: Union[str, Path]) -> nn.Module:
     p = Path(weights)
     if not p.is_file():
         raise InputError(f"weights file {str(weights)!r} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - an unreadable or code-carrying file is the user's input error
-        raise InputError(f"cannot read checkpoint {str(weights)!r} as tensors only (weights_only=True): {str(e)[:200]}; save model.state_dict()") from None
+    from ..data import read_checkpoint
+
+    obj = read_checkpoint(p)  # tensors only (torch.load weights_only=True, or .safetensors): runs no code
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise InputError(f"{weights} does not hold a state dict of tensors; save model.state_dict()")
