@@ -261,6 +261,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(f"{result.done} new item(s) done, {result.skipped} done before; not finished: run the same command again "
               f"(without --limit) to finish and summarize")
     print(f"results: {result.out_dir}")
+    if args.export:
+        from .store import export_items
+
+        fmt = "csv" if args.export.endswith(".csv") else "jsonl"
+        print(f"exported {export_items(result.out_dir, args.export, format=fmt)} items to {args.export}")
     return 0
 
 
@@ -347,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--results", default="results", help="results root directory (default results/)")
     x.add_argument("--limit", type=int, help="stop after this many new items (run again to resume)")
     x.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run holding the results folder (default: refuse at once)")
+    x.add_argument("--export", metavar="FILE", help="also write the items to FILE: CSV if it ends in .csv, else JSONL")
     x.add_argument("--allow-mixed", action="store_true", help="resume results made by another commit or package versions (each item records its own)")
     x.add_argument("--params", action="store_true", help="list the experiment's parameters and defaults")
     x.add_argument("--format", choices=("table", "md", "json", "html"), default="table", help="format of list and --params (default table)")

@@ -401,3 +401,19 @@ def _as(cls, exp):
     obj = cls(**{f: getattr(exp, f) for f in ("seed", "device", "n", "pause")})
     assert obj.name == exp.name
     return obj
+
+
+def test_cli_refuses_a_held_folder_and_exports(tmp_path, capsys, monkeypatch):
+    from workbench.cli import main
+    from workbench.store import FolderLock
+
+    monkeypatch.setitem(X._REGISTRY, Items.name_prefix, Items)  # for this test only
+    args = ["experiment", Items.name_prefix, "--set", "n=3", "--results", str(tmp_path), "--quiet"]
+    exp = Items(n=3)
+    (tmp_path / exp.name).mkdir(parents=True)
+    with FolderLock(tmp_path / exp.name, "items"):
+        assert main(args) == 2
+        assert f"pid {os.getpid()}" in capsys.readouterr().err
+    assert main(args + ["--export", str(tmp_path / "items.csv")]) == 0
+    assert "exported 3 items" in capsys.readouterr().out
+    assert (tmp_path / "items.csv").read_text().startswith("key,seconds,commit,dirty")
