@@ -168,9 +168,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         print(format_table([("parameter", "default")] + X.describe(cls)))
         return 0
     exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
-    result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed)
-    print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
-    print(f"results: {result.out_dir}")
+    from .distributed import from_environment
+
+    group = from_environment(exp.device, backend=args.backend, timeout=args.dist_timeout)  # None unless started by torchrun
+    try:
+        result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed, dist=group)
+    finally:
+        if group is not None:
+            group.close()
+    if group is None or group.rank == 0:
+        print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
+        print(f"results: {result.out_dir}")
     return 0
 
 
@@ -226,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--limit", type=int, help="stop after this many new items (run again to resume)")
     x.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run holding the results folder (default: refuse at once)")
     x.add_argument("--allow-mixed", action="store_true", help="resume results made by another commit or package versions (each item records its own)")
+    x.add_argument("--backend", choices=["gloo", "nccl"], help="under torchrun: torch.distributed backend (default nccl for --device cuda, else gloo)")
+    x.add_argument("--dist-timeout", type=float, default=7 * 24 * 3600.0, metavar="SECONDS", help="under torchrun: how long a rank waits for the others (default 7 days; torchrun ends a job whose worker died)")
     x.add_argument("--params", action="store_true", help="list the experiment's parameters and defaults")
     x.add_argument("--json", action="store_true", help="print the summary as JSON")
     x.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -1,0 +1,174 @@
+"""torchrun runs of an experiment (gloo, CPU, 2 real processes): the summary equals the
+1-process run's and every item is recorded exactly once across the shards, also after a kill -9
+of the job and a restart with another number of processes; shards that disagree are refused."""
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench import experiment as X
+from workbench.distributed import ShardConflictError, merge_shards, shard_paths
+from workbench.store import FolderLock, ResultsLockedError
+
+from .distributed_items import DistItems
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+QUIET = dict(log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The 1-process run: records by key and summary."""
+    r = X.run(DistItems(), results=tmp_path_factory.mktemp("clean"), **QUIET)
+    rows = [json.loads(line) for line in (r.out_dir / "items.jsonl").read_text().splitlines()]
+    return {row["key"]: row["record"] for row in rows}, r.summary
+
+
+def _env(tmp_path: Path, pause: float) -> dict:
+    """The subprocesses import the test experiment through a sitecustomize on their path."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text("import distributed_items  # registers dist-test\n")
+    path = os.pathsep.join([str(site), str(HERE), str(ROOT)])
+    return {**os.environ, "PYTHONPATH": path, "WORKBENCH_TEST_ITEM_PAUSE": str(pause), "OMP_NUM_THREADS": "1"}
+
+
+def _command(nproc: int, results: Path) -> list[str]:
+    args = ["-m", "workbench", "experiment", "dist-test", "--results", str(results), "--quiet"]
+    if nproc == 1:
+        return [sys.executable, *args]  # a plain 1-process run
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--standalone", *args, "--dist-timeout", "60"]
+
+
+def _run(nproc: int, results: Path, tmp_path: Path, pause: float = 0.0) -> subprocess.CompletedProcess:
+    done = subprocess.run(_command(nproc, results), env=_env(tmp_path, pause), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in pids):
+        assert time.monotonic() < deadline, "a killed rank is still running"
+        time.sleep(0.02)
+
+
+def _assert_exactly_once(out: Path, clean) -> collections.Counter:
+    """Every item in exactly one shard with the clean record, whole lines only; summary as clean."""
+    records, summary = clean
+    seen: collections.Counter = collections.Counter()
+    per_shard = {}
+    for path in shard_paths(out):
+        data = path.read_text()
+        assert data == "" or data.endswith("\n"), f"{path.name} has a torn tail"
+        rows = [json.loads(line) for line in data.splitlines()]
+        per_shard[path.stem] = len(rows)
+        for row in rows:
+            seen[row["key"]] += 1
+            assert row["record"] == records[row["key"]]
+    assert seen == collections.Counter(list(records)), f"not exactly once: {seen}"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    return collections.Counter(per_shard)
+
+
+def test_two_processes_give_the_one_process_summary_and_each_item_once(tmp_path, clean):
+    _run(2, tmp_path / "r", tmp_path)
+    per_shard = _assert_exactly_once(tmp_path / "r" / DistItems().name, clean)
+    assert per_shard == {"rank0-of-2": 6, "rank1-of-2": 6}  # shared out evenly, both ranks worked
+
+
+def test_killed_two_process_run_completes_with_one_process(tmp_path, clean):
+    out = tmp_path / "r" / DistItems().name
+    job = subprocess.Popen(_command(2, tmp_path / "r"), env=_env(tmp_path, 0.5), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while sum(p.read_bytes().count(b"\n") for p in shard_paths(out)) < 3 and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        ranks = _children(job.pid)  # torchrun starts each rank in a session of its own
+        for pid in [job.pid, *ranks]:  # the whole job, agent and ranks: a node lost
+            os.kill(pid, signal.SIGKILL)
+        job.wait()
+        _wait_gone(ranks)
+    lines = sum(p.read_bytes().count(b"\n") for p in shard_paths(out))
+    assert 3 <= lines < 12, f"the kill did not land mid-run ({lines} items recorded)"
+    assert not (out / "summary.json").exists()
+    _run(1, tmp_path / "r", tmp_path)
+    per_shard = _assert_exactly_once(out, clean)
+    assert per_shard["items"] == 12 - lines
+
+
+def test_one_process_run_resumed_with_two_processes(tmp_path, clean):
+    partial = X.run(DistItems(), results=tmp_path / "r", limit=5, **QUIET)
+    with (partial.out_dir / "items.jsonl").open("a") as fh:
+        fh.write('{"key": "item-05", "record": {"val')  # the torn line of a killed process
+    _run(2, tmp_path / "r", tmp_path)
+    per_shard = _assert_exactly_once(partial.out_dir, clean)
+    assert per_shard == {"items": 5, "rank0-of-2": 4, "rank1-of-2": 3}
+
+
+def _shards(tmp_path: Path, clean, split: int = 7) -> Path:
+    """A folder as a 2-process job leaves it (manifest, two shards), without the summary."""
+    r = X.run(DistItems(), results=tmp_path, limit=0, **QUIET)  # the manifest
+    rows = [{"key": k, "seconds": 0.0, "record": rec, "provenance": X.provenance()} for k, rec in clean[0].items()]
+    for name, part in (("rank0-of-2", rows[:split]), ("rank1-of-2", rows[split:])):
+        (r.out_dir / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in part))
+    return r.out_dir
+
+
+def test_a_key_in_two_shards_with_different_records_is_refused(tmp_path, clean):
+    out = _shards(tmp_path, clean)
+    row = json.loads((out / "rank0-of-2.jsonl").read_text().splitlines()[2])
+    row["record"]["value"] += 1
+    with (out / "rank1-of-2.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    match = r"'item-02' is recorded twice with different records, in rank0-of-2.jsonl line 3 and in rank1-of-2.jsonl line 6"
+    with pytest.raises(ShardConflictError, match=match):
+        merge_shards(out)
+    with pytest.raises(ShardConflictError, match=match):
+        X.run(DistItems(), results=tmp_path, **QUIET)
+    assert not (out / "summary.json").exists()
+
+
+def test_a_key_in_two_shards_with_equal_records_counts_once(tmp_path, clean):
+    out = _shards(tmp_path, clean)
+    with (out / "rank1-of-2.jsonl").open("a") as fh:
+        fh.write((out / "rank0-of-2.jsonl").read_text().splitlines()[2] + "\n")
+    said = []
+    assert len(merge_shards(out, said.append)) == 12 and "1 item(s) recorded in two shards" in said[0]
+    r = X.run(DistItems(), results=tmp_path, **QUIET)
+    assert r.done == 0 and r.skipped == 12 and r.summary == clean[1]
+
+
+def test_a_rank_still_writing_its_shard_is_named(tmp_path, clean):
+    out = _shards(tmp_path, clean, split=12)
+    (out / "rank1-of-2.jsonl").unlink()
+    (out / "rank0-of-2.jsonl").write_text("".join(line + "\n" for line in (out / "rank0-of-2.jsonl").read_text().splitlines()[:4]))
+    lock = FolderLock(out, "rank0-of-2").acquire()  # a rank of an interrupted job, still running
+    try:
+        with pytest.raises(ResultsLockedError, match=f"pid {os.getpid()}"):
+            X.run(DistItems(), results=tmp_path, **QUIET)
+    finally:
+        lock.release()
+    r = X.run(DistItems(), results=tmp_path, **QUIET)
+    assert r.skipped == 4 and r.done == 8 and r.summary == clean[1]
