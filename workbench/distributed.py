@@ -27,6 +27,7 @@ shared file system, has also given out; step 1 refuses while such a rank still h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -132,11 +133,12 @@ def lock_shards(folder: Path, exclude: set[str], wait: float = 0.0, log: Callabl
     off it: a process that still writes one (a rank of an interrupted job) makes this raise
     ``ResultsLockedError`` naming it."""
     held: list[FolderLock] = []
+    # a rank holds its lock a moment before its shard file exists: lock files count too
+    names = {p.stem for p in shard_paths(folder)} | {p.stem for p in Path(folder).glob("rank*-of-*.lock") if _RANK_SHARD.fullmatch(p.stem)}
     try:
-        for path in shard_paths(folder):
-            if path.stem not in exclude:
-                held.append(FolderLock(folder, path.stem, wait=wait).acquire())
-                ItemStore(folder, path.stem, log=log).load()
+        for name in sorted(names - set(exclude)):
+            held.append(FolderLock(folder, name, wait=wait).acquire())
+            ItemStore(folder, name, log=log).load()
     except BaseException:
         for lock in held:
             lock.release()
@@ -235,7 +237,7 @@ def from_environment(device: str, *, backend: Optional[str] = None, timeout: flo
     return group
 
 
-def _agree(group: Group, error: Optional[BaseException], what: str, payload: Any = None) -> list:
+def _agree(group: Group, error: Optional[BaseException], what: str, payload: Any = None, hint: str = "") -> list:
     """Gather every rank's outcome of a step (and `payload`); raise on every rank when one
     failed, else return the payloads in rank order."""
     outcomes = group.gather((None if error is None else f"{type(error).__name__}: {error}", payload))
@@ -244,7 +246,7 @@ def _agree(group: Group, error: Optional[BaseException], what: str, payload: Any
     failed = [(r, m) for r, (m, _) in enumerate(outcomes) if m is not None]
     if failed:
         r, m = failed[0]
-        raise DistributedError(f"rank {r} of {group.world} failed while {what}: {m}")
+        raise DistributedError(f"rank {r} of {group.world} failed while {what}: {m}" + (f"; {hint}" if hint else ""))
     return [p for _, p in outcomes]
 
 
@@ -294,7 +296,12 @@ def run_sharded(exp: Any, group: Group, *, results: Union[str, Path], log: Optio
             prov = X.provenance()
         except Exception as e:
             error = e
-        provs = _agree(group, error, f"locking its shard of {out}", prov)
+        mine_keys = hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+        provs, key_lists = zip(*_agree(group, error, f"locking its shard of {out}", (prov, mine_keys)))
+        if len(set(key_lists)) > 1:
+            other = next(r for r, h in enumerate(key_lists) if h != key_lists[0])
+            raise DistributedError(f"{exp.name_prefix}: items() differ between rank 0 and rank {other} (a different data folder, "
+                                   "random or time-dependent keys); every rank must list the same items in the same order")
         # 2. rank 0 reads every shard, checks the manifest, gives out the remaining keys
         plan: Any = None
         if group.rank == 0:
@@ -328,7 +335,7 @@ def run_sharded(exp: Any, group: Group, *, results: Union[str, Path], log: Optio
         finally:
             store.close()
         # 4. the barrier, carrying each rank's outcome
-        _agree(group, error, "running its items (the items every rank finished are recorded; run again to resume)")
+        _agree(group, error, "running its items", hint="the items every rank finished are recorded; run again to resume")
         # 5. rank 0 merges and summarizes in item order
         summary: Any = None
         if group.rank == 0:

@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from workbench import experiment as X
-from workbench.distributed import ShardConflictError, merge_shards, shard_paths
+from workbench.distributed import DistributedError, Group, ShardConflictError, merge_shards, shard_paths
 from workbench.store import FolderLock, ResultsLockedError
 
 from .distributed_items import DistItems
@@ -172,3 +175,90 @@ def test_a_rank_still_writing_its_shard_is_named(tmp_path, clean):
         lock.release()
     r = X.run(DistItems(), results=tmp_path, **QUIET)
     assert r.skipped == 4 and r.done == 8 and r.summary == clean[1]
+
+
+# -- the coordination on ranks as threads (cheap: no processes) ---------------------------------
+@dataclass
+class ThreadGroup(Group):
+    """A Group whose ranks are threads of this process, exchanging objects through `board`."""
+
+    board: Any = None
+
+    def gather(self, obj):
+        self.board["slots"][self.rank] = obj
+        self.board["barrier"].wait()
+        out = list(self.board["slots"])
+        self.board["barrier"].wait()
+        return out
+
+    def broadcast(self, obj):
+        if self.rank == 0:
+            self.board["value"] = obj
+        self.board["barrier"].wait()
+        out = self.board["value"]
+        self.board["barrier"].wait()
+        return out
+
+
+def _run_threads(exps, results) -> list:
+    """Run exps[r] as rank r of len(exps); each rank's RunResult or exception."""
+    board = {"slots": [None] * len(exps), "barrier": threading.Barrier(len(exps), timeout=60), "value": None}
+    outcomes: list = [None] * len(exps)
+
+    def rank(r):
+        try:
+            outcomes[r] = X.run(exps[r], results=results, dist=ThreadGroup(r, len(exps), r, "gloo", board=board), **QUIET)
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            outcomes[r] = e
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(len(exps))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class FailsOnItem03(DistItems):
+    """The same experiment (same results folder) whose item-03 raises: on rank 1 of 2."""
+
+    def run_item(self, key, ctx):
+        if key == "item-03":
+            raise RuntimeError("item-03 broke")
+        return super().run_item(key, ctx)
+
+
+@dataclass(frozen=True)
+class OtherOrder(DistItems):
+    def items(self):
+        return super().items()[::-1]
+
+
+def test_a_failing_rank_fails_every_rank_and_the_rest_is_recorded(tmp_path, clean):
+    r0, r1 = _run_threads([FailsOnItem03()] * 2, tmp_path)
+    assert isinstance(r1, RuntimeError) and "item-03 broke" in str(r1)
+    assert isinstance(r0, DistributedError) and "rank 1 of 2 failed while running its items: RuntimeError: item-03 broke" in str(r0)
+    out = tmp_path / DistItems().name
+    assert len((out / "rank0-of-2.jsonl").read_text().splitlines()) == 6  # rank 0 finished its share
+    assert len((out / "rank1-of-2.jsonl").read_text().splitlines()) == 1  # item-01, then item-03 failed
+    r0, r1 = _run_threads([DistItems()] * 2, tmp_path)
+    assert (r0.done, r1.done, r0.skipped) == (3, 2, 7) and r0.summary == r1.summary == clean[1]
+    _assert_exactly_once(out, clean)
+
+
+def test_ranks_listing_other_items_are_refused(tmp_path):
+    outcomes = _run_threads([DistItems(), OtherOrder()], tmp_path)
+    for o in outcomes:
+        assert isinstance(o, DistributedError) and "items() differ between rank 0 and rank 1" in str(o)
+    assert not (tmp_path / DistItems().name).exists()  # the folder the job created is not left behind
+
+
+def test_a_job_and_a_one_process_run_never_share_a_folder(tmp_path, clean):
+    out = _shards(tmp_path, clean, split=3)
+    lock = FolderLock(out, "items").acquire()  # a running job's rank 0 (or a 1-process run)
+    try:
+        for o in _run_threads([DistItems()] * 2, tmp_path):
+            assert isinstance(o, (ResultsLockedError, DistributedError)) and "in use by another run" in str(o)
+    finally:
+        lock.release()
