@@ -221,15 +221,15 @@ def from_environment(device: str, *, backend: Optional[str] = None, timeout: flo
         kind = torch.device(device).type
     except RuntimeError as e:
         raise InputError(f"unknown device {device!r}: {e}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
     backend = backend or ("nccl" if kind == "cuda" else "gloo")
-    if not dist.is_backend_available(backend):
-        raise InputError(f"torch.distributed backend {backend!r} is not available in this torch build; use --backend gloo")
     if backend == "nccl" and kind != "cuda":
         raise InputError(f"backend nccl needs --device cuda (got {device!r}); use --backend gloo on CPUs")
+    if not dist.is_backend_available(backend):
+        raise InputError(f"torch.distributed backend {backend!r} is not available in this torch build; use --backend gloo")
     group = Group(rank, world, local, backend)
     if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
         torch.cuda.set_device(torch.device(group.device(device)))
     wait = timedelta(seconds=timeout)
     dist.init_process_group(backend, timeout=wait)

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from workbench import experiment as X
-from workbench.distributed import DistributedError, Group, ShardConflictError, merge_shards, shard_paths
+from workbench.distributed import DistributedError, Group, ShardConflictError, from_environment, merge_shards, shard_paths
+from workbench.errors import InputError
 from workbench.store import FolderLock, ResultsLockedError
 
 from .distributed_items import DistItems
@@ -262,3 +264,31 @@ def test_a_job_and_a_one_process_run_never_share_a_folder(tmp_path, clean):
             assert isinstance(o, (ResultsLockedError, DistributedError)) and "in use by another run" in str(o)
     finally:
         lock.release()
+
+
+# -- joining a job ---------------------------------------------------------------------------
+def test_outside_torchrun_there_is_no_group(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert from_environment("cpu") is None
+
+
+def test_backend_and_device_are_checked_before_joining(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(InputError, match="backend nccl needs --device cuda"):
+        from_environment("cpu", backend="nccl")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="CUDA is not available"):
+        from_environment("cuda")
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert Group(5, 8, 1, "nccl").device("cuda") == "cuda:1" and Group(5, 8, 1, "gloo").device("cpu") == "cpu"
+    with pytest.raises(InputError, match="LOCAL_RANK 4 but this node has 4 GPU"):
+        Group(4, 8, 4, "nccl").device("cuda")
+    with pytest.raises(InputError, match="every rank on one GPU; pass --device cuda"):
+        Group(1, 2, 1, "nccl").device("cuda:0")
+    assert Group(0, 1, 0, "nccl").device("cuda:2") == "cuda:2"
