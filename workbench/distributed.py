@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import sys
 import time
@@ -291,6 +292,9 @@ def run_sharded(exp: Any, group: Group, *, results: Union[str, Path], log: Optio
         _agree(group, error, f"taking the results folder {out}")
         prov = None
         try:
+            if not out.is_dir():
+                raise WorkbenchError(f"the results folder {out}, created by rank 0, is not visible on host {platform.node()}: --results "
+                                     "must be a folder every node sees (a shared file system)")
             locks.append(FolderLock(out, group.shard, wait=wait).acquire())
             store.load()  # cuts a torn tail of this rank's shard
             prov = X.provenance()
