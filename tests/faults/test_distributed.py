@@ -8,13 +8,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from unittest import mock
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import torch
 
 from workbench import experiment as X
@@ -202,14 +206,14 @@ class ThreadGroup(Group):
         return out
 
 
-def _run_threads(exps, results) -> list:
+def _run_threads(exps, results, limit=None) -> list:
     """Run exps[r] as rank r of len(exps); each rank's RunResult or exception."""
     board = {"slots": [None] * len(exps), "barrier": threading.Barrier(len(exps), timeout=60), "value": None}
     outcomes: list = [None] * len(exps)
 
     def rank(r):
         try:
-            outcomes[r] = X.run(exps[r], results=results, dist=ThreadGroup(r, len(exps), r, "gloo", board=board), **QUIET)
+            outcomes[r] = X.run(exps[r], results=results, limit=limit, dist=ThreadGroup(r, len(exps), r, "gloo", board=board), **QUIET)
         except Exception as e:  # noqa: BLE001 - the test inspects it
             outcomes[r] = e
 
@@ -264,6 +268,22 @@ def test_a_job_and_a_one_process_run_never_share_a_folder(tmp_path, clean):
             assert isinstance(o, (ResultsLockedError, DistributedError)) and "in use by another run" in str(o)
     finally:
         lock.release()
+
+
+@given(steps=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), min_size=1, max_size=4), final=st.integers(0, 3))
+def test_any_sequence_of_interrupted_runs_records_each_item_once(steps, final, clean):
+    """Runs of 1 to 3 ranks (0: a plain 1-process run), each stopped after `limit` items, then a
+    run to the end: every item once across the shards, the 1-process summary."""
+    prov = X.provenance()
+    with tempfile.TemporaryDirectory() as d, mock.patch.object(X, "provenance", lambda: prov):
+        for world, limit in [*steps, (final, None)]:
+            if world == 0:
+                outcomes = [X.run(DistItems(), results=d, limit=limit, **QUIET)]
+            else:
+                outcomes = _run_threads([DistItems()] * world, d, limit=limit)
+            assert all(isinstance(o, X.RunResult) for o in outcomes), outcomes
+        _assert_exactly_once(Path(d) / DistItems().name, clean)
+        assert outcomes[0].summary == clean[1]
 
 
 # -- joining a job ---------------------------------------------------------------------------
