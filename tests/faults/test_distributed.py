@@ -106,9 +106,9 @@ def test_two_processes_give_the_one_process_summary_and_each_item_once(tmp_path,
     assert per_shard == {"rank0-of-2": 6, "rank1-of-2": 6}  # shared out evenly, both ranks worked
 
 
-def test_killed_two_process_run_completes_with_one_process(tmp_path, clean):
-    out = tmp_path / "r" / DistItems().name
-    job = subprocess.Popen(_command(2, tmp_path / "r"), env=_env(tmp_path, 0.5), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+def _kill_midway(nproc: int, results: Path, tmp_path: Path, out: Path) -> int:
+    """Start a run, kill -9 it (agent and ranks) once 3 items are recorded; the items recorded."""
+    job = subprocess.Popen(_command(nproc, results), env=_env(tmp_path, 0.5), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while sum(p.read_bytes().count(b"\n") for p in shard_paths(out)) < 3 and job.poll() is None and time.monotonic() < deadline:
@@ -122,18 +122,26 @@ def test_killed_two_process_run_completes_with_one_process(tmp_path, clean):
     lines = sum(p.read_bytes().count(b"\n") for p in shard_paths(out))
     assert 3 <= lines < 12, f"the kill did not land mid-run ({lines} items recorded)"
     assert not (out / "summary.json").exists()
+    return lines
+
+
+def test_killed_two_process_run_completes_with_one_process(tmp_path, clean):
+    out = tmp_path / "r" / DistItems().name
+    lines = _kill_midway(2, tmp_path / "r", tmp_path, out)
     _run(1, tmp_path / "r", tmp_path)
     per_shard = _assert_exactly_once(out, clean)
     assert per_shard["items"] == 12 - lines
 
 
-def test_one_process_run_resumed_with_two_processes(tmp_path, clean):
-    partial = X.run(DistItems(), results=tmp_path / "r", limit=5, **QUIET)
-    with (partial.out_dir / "items.jsonl").open("a") as fh:
-        fh.write('{"key": "item-05", "record": {"val')  # the torn line of a killed process
+def test_killed_one_process_run_completes_with_two_processes(tmp_path, clean):
+    out = tmp_path / "r" / DistItems().name
+    lines = _kill_midway(1, tmp_path / "r", tmp_path, out)
+    with (out / "items.jsonl").open("a") as fh:
+        fh.write('{"key": "item-11", "record": {"val')  # as if the kill had landed mid-write
     _run(2, tmp_path / "r", tmp_path)
-    per_shard = _assert_exactly_once(partial.out_dir, clean)
-    assert per_shard == {"items": 5, "rank0-of-2": 4, "rank1-of-2": 3}
+    per_shard = _assert_exactly_once(out, clean)
+    rest = 12 - lines
+    assert per_shard == {"items": lines, "rank0-of-2": (rest + 1) // 2, "rank1-of-2": rest // 2}
 
 
 def _shards(tmp_path: Path, clean, split: int = 7) -> Path:
