@@ -390,6 +390,9 @@ def run(
     if dist is not None:
         from .distributed import run_sharded
 
+        if shard != "items":
+            raise InputError(f"shard={shard!r} with dist: under torchrun each rank writes the shard of its rank (rank<r>-of-<w>)")
+
         return run_sharded(exp, dist, results=results, log=log, limit=limit, wait=wait, allow_mixed=allow_mixed)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     device = resolve_device(exp.device)

@@ -294,6 +294,12 @@ def test_any_sequence_of_interrupted_runs_records_each_item_once(steps, final, c
         assert outcomes[0].summary == clean[1]
 
 
+def test_a_shard_name_is_not_chosen_under_torchrun(tmp_path):
+    with pytest.raises(InputError, match="each rank writes the shard of its rank"):
+        X.run(DistItems(), results=tmp_path, shard="mine", dist=Group(0, 1, 0, "gloo"), **QUIET)
+    assert not any(tmp_path.iterdir())
+
+
 # -- joining a job ---------------------------------------------------------------------------
 def test_outside_torchrun_there_is_no_group(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
