@@ -75,9 +75,16 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_gone(pids: list[int]) -> None:
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in pids):
+    while any(_running(p) for p in pids):
         assert time.monotonic() < deadline, "a killed rank is still running"
         time.sleep(0.02)
 
