@@ -247,14 +247,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
     _warn_short_data(exp)
     out_dir = Path(args.results) / exp.name
+    from .distributed import from_environment
+
+    group = from_environment(exp.device, backend=args.backend, timeout=args.dist_timeout)  # None unless started by torchrun
     try:
-        result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed)
+        result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed, dist=group)
     except KeyboardInterrupt:
         from .experiment import finished_records
 
         done = len(finished_records(out_dir / "items.jsonl"))
         print(f"interrupted: {done} item(s) saved in {out_dir}; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if group is not None:
+            group.close()
+    if group is not None and group.rank != 0:
+        return 0  # rank 0 prints the summary of the whole job
     if result.summary:
         print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
     else:
@@ -264,8 +272,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.export:
         from .store import export_items
 
+        from .distributed import shard_paths
+
         fmt = "csv" if args.export.endswith(".csv") else "jsonl"
-        print(f"exported {export_items(result.out_dir, args.export, format=fmt)} items to {args.export}")
+        shards = [p.stem for p in shard_paths(result.out_dir)]
+        print(f"exported {export_items(result.out_dir, args.export, format=fmt, shards=shards)} items to {args.export}")
     return 0
 
 
@@ -354,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run holding the results folder (default: refuse at once)")
     x.add_argument("--export", metavar="FILE", help="also write the items to FILE: CSV if it ends in .csv, else JSONL")
     x.add_argument("--allow-mixed", action="store_true", help="resume results made by another commit or package versions (each item records its own)")
+    x.add_argument("--backend", choices=["gloo", "nccl"], help="under torchrun: torch.distributed backend (default nccl for --device cuda, else gloo)")
+    x.add_argument("--dist-timeout", type=float, default=7 * 24 * 3600.0, metavar="SECONDS", help="under torchrun: how long a rank waits for the others (default 7 days; torchrun ends a job whose worker died)")
     x.add_argument("--params", action="store_true", help="list the experiment's parameters and defaults")
     x.add_argument("--format", choices=("table", "md", "json", "html"), default="table", help="format of list and --params (default table)")
     x.add_argument("--json", action="store_true", help="print the summary (or the list) as JSON")

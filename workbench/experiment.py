@@ -38,12 +38,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Optional, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Optional, Type, TypeVar, Union
 
 import torch
 
 from .errors import InputError
 from .store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, ResultsMismatchError, write_error, write_json_atomic
+
+if TYPE_CHECKING:
+    from .distributed import Group
 
 __all__ = ["Context", "Experiment", "ImageExperiment", "RunResult", "experiments", "get_experiment", "register", "run", "seed_for"]
 
@@ -367,8 +370,14 @@ def run(
     wait: float = 0.0,
     allow_mixed: bool = False,
     shard: str = "items",
+    dist: Optional["Group"] = None,
 ) -> RunResult:
     """Run (or resume) `exp`; ``limit`` stops after that many new items (for a partial run).
+
+    ``dist``: this process's ``workbench.distributed.Group`` under torchrun: items are shared
+    out over the ranks, each writing its own shard, and rank 0 merges and summarizes
+    (``workbench.distributed.run_sharded``). A run of the default shard reads the shards of
+    such jobs too, so a job resumes with any number of processes.
 
     The results folder (precisely: its ``shard``) is locked for the run (``wait`` seconds for
     another run to finish, else ``ResultsLockedError`` naming it); items are appended durably to
@@ -378,6 +387,13 @@ def run(
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", shard) or shard in ("manifest", "summary"):
         raise InputError(f"shard must be a plain name (letters, digits, _ . -), not 'manifest' or 'summary'; got {shard!r}")
+    if dist is not None:
+        from .distributed import run_sharded
+
+        if shard != "items":
+            raise InputError(f"shard={shard!r} with dist: under torchrun each rank writes the shard of its rank (rank<r>-of-<w>)")
+
+        return run_sharded(exp, dist, results=results, log=log, limit=limit, wait=wait, allow_mixed=allow_mixed)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     device = resolve_device(exp.device)
     keys = [str(k) for k in exp.items()]  # before any folder exists: a bad setting leaves nothing behind
@@ -389,10 +405,16 @@ def run(
     # so that runs writing different shards of one folder (one per rank) can share it
     lock, store = FolderLock(out, shard, wait=wait), ItemStore(out, shard, log=say)
     recorded = locked = False
+    shard_locks: list[FolderLock] = []
     try:
         lock.acquire()
         locked = True
         rows = store.load()
+        if shard == "items":  # also the shards of torchrun jobs (workbench.distributed), locked against ranks still writing
+            from .distributed import lock_shards, merge_shards
+
+            shard_locks = lock_shards(out, {shard}, wait, say)
+            rows = merge_shards(out, say)
         prov = provenance()
         with FolderLock(out, "manifest", wait=60.0):
             _check_manifest(out, exp, device, prov, rows, allow_mixed, say)
@@ -429,11 +451,15 @@ def run(
             say(f"{exp.name}: {sum(k in done for k in keys)} of {len(keys)} items done; run again to finish")
     except BaseException as e:
         store.close()
+        for other in shard_locks:
+            other.release()
         lock.release()
         if created and not recorded and (locked or not isinstance(e, ResultsLockedError)):  # never a folder another run holds
             _remove_new_folder(created, store.path)
         raise
     store.close()
+    for other in shard_locks:
+        other.release()
     lock.release()
     return RunResult(out, len(todo), skipped, summary)
 

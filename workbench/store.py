@@ -278,9 +278,15 @@ def export_items(folder: Union[str, Path], out: Union[str, Path, io.TextIOBase],
     record field, nested values as JSON, plus key, seconds, commit, dirty); returns the count."""
     if format not in ("jsonl", "csv"):
         raise WorkbenchError(f"export format must be 'jsonl' or 'csv', got {format!r}")
-    rows = []
+    by_key: dict[str, dict] = {}  # an item recorded in two shards (a resumed torchrun job) is exported once
     for shard in shards:
-        rows += list(ItemStore(Path(folder), shard).load().values()) if (Path(folder) / f"{shard}.jsonl").exists() else []
+        if not (Path(folder) / f"{shard}.jsonl").exists():
+            continue
+        for row in ItemStore(Path(folder), shard).load().values():
+            seen = by_key.setdefault(str(row["key"]), row)
+            if seen is not row and seen["record"] != row["record"]:
+                raise ResultsCorruptError(f"{folder}: item {row['key']!r} is recorded twice with different results (shard {shard!r})")
+    rows = list(by_key.values())
     fh = open(out, "w", newline="") if isinstance(out, (str, Path)) else out
     try:
         if format == "jsonl":
