@@ -26,7 +26,7 @@ from workbench.distributed import DistributedError, Group, ShardConflictError, f
 from workbench.errors import InputError
 from workbench.store import FolderLock, ResultsLockedError
 
-from .distributed_items import DistItems
+from tests.faults.distributed_items import DistItems  # noqa: E402 (the test folders are not packages)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
