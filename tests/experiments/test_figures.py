@@ -73,7 +73,7 @@ def _experiments():
     from experiments.pixel_perturbation import PixelPerturbation
 
     return [
-        PixelPerturbation(images=6, batch_size=6, methods=("random", "fullgrad", "gradient"), percentages=(10, 50)),
+        PixelPerturbation(images=6, batch_size=6, methods=("random", "fullgrad", "gradient"), percentages=(10, 50), memory_budget="64GB"),
         IGConvergence(images=1, rules=("midpoint", "trapezoid"), steps=(2, 64), tolerances=(1e-2,)),
         IGBaselines(images=2, baselines=("zero", "blurred"), steps=8, figure_images=1),
     ]

@@ -7,7 +7,7 @@ from workbench import experiment as X
 
 
 def test_batches_are_scored_for_every_method_and_repeat_exactly(tmp_path):
-    exp = PixelPerturbation(images=6, batch_size=4, methods=("random", "fullgrad", "gradient"), percentages=(10, 50))
+    exp = PixelPerturbation(images=6, batch_size=4, methods=("random", "fullgrad", "gradient"), percentages=(10, 50), memory_budget="64GB")  # the budget counts the whole process: a test worker holds more
     r = X.run(exp, results=tmp_path / "a", log=lambda m: None)
     again = X.run(exp, results=tmp_path / "b", log=lambda m: None)
     assert r.summary["images"] == 6 and set(r.summary["mean_change"]) == {"random", "fullgrad", "gradient"}

@@ -81,7 +81,8 @@ def test_pixel_perturbation_same_result_one_row_per_pass(tmp_path, monkeypatch):
     from workbench import experiment as X
 
     methods = ("random", "gradient", "integrated-gradients[tolerance=None,steps=4]")
-    exp = PP.PixelPerturbation(images=3, batch_size=3, methods=methods, percentages=(10, 50))
+    # a budget far above this worker's resident set (which other tests grow): one pass per batch
+    exp = PP.PixelPerturbation(images=3, batch_size=3, methods=methods, percentages=(10, 50), memory_budget="64GB")
     a = X.run(exp, results=tmp_path / "a", log=lambda m: None).summary["mean_change"]
     rows = []
     monkeypatch.setattr(PP, "chunk_rows", lambda *args, **kw: rows.append(kw) or 1)
