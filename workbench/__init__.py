@@ -9,9 +9,11 @@
 
 from .errors import (
     ConvergenceError,
+    ConvergenceWarning,
     InputError,
     ModelError,
     ModelModifiedError,
+    ToleranceWarning,
     UnsupportedModelError,
     WorkbenchError,
 )
@@ -23,6 +25,6 @@ from .check import Report, Verdict, check, replay  # noqa: E402
 from .fullgrad import FullGradients, full_gradients  # noqa: E402
 
 __all__ = [
-    "ConvergenceError", "FullGradients", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
-    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "full_gradients", "method", "methods", "replay",
+    "ConvergenceError", "ConvergenceWarning", "FullGradients", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
+    "ToleranceWarning", "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "full_gradients", "method", "methods", "replay",
 ]

@@ -33,3 +33,16 @@ class ConvergenceError(WorkbenchError, RuntimeError):
 
 class ModelModifiedError(WorkbenchError, RuntimeError):
     """A method changed the model's parameters or buffers (a bug in the method)."""
+
+
+class WorkbenchWarning(UserWarning):
+    """Base class of the bench's warnings: a result is returned, but not the one asked for."""
+
+
+class ConvergenceWarning(WorkbenchWarning):
+    """An error-controlled computation stopped at its budget; the best answer and its measured
+    residual are returned (pass ``strict=True`` to get a ConvergenceError instead)."""
+
+
+class ToleranceWarning(WorkbenchWarning):
+    """A requested tolerance is below the dtype's round-off floor and was raised to the floor."""
