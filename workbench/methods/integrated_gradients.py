@@ -300,7 +300,10 @@ class IntegratedGradients(Method):
                     )
                     continue
                 k = min(room, max(1, math.ceil(REFINE_FRACTION * int(refinable.sum()))))
-                key = torch.where(refinable, r.abs(), torch.full_like(r, -1.0))
+                # the order by |r_p| coarsened to 1/8 octave, ties by position: round-off (a permuted
+                # twin of the network) does not change which panels are bisected
+                level = torch.floor(8 * torch.log2(r.abs().clamp_min(1e-300)))
+                key = torch.where(refinable, level, torch.full_like(r, -math.inf))
                 pick = torch.sort(key, descending=True, stable=True).indices[:k]
                 lo, mid, hi = s[2 * pick], s[2 * pick + 1], s[2 * pick + 2]
                 ask_idx.append(torch.full((2 * k,), i, dtype=torch.long))
