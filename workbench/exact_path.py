@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .autograd import target_outputs
 from .errors import ConvergenceError, InputError, UnsupportedModelError
+from .memory import check_budget, rows_per_chunk, saved_bytes
 from .modelguard import preserved
 from .validation import check_input, check_model, check_output
 
@@ -50,7 +51,8 @@ _AFFINE_LEAVES: tuple[type, ...] = (
 ELEMENTWISE_KINKS: tuple[type, ...] = (nn.ReLU, nn.LeakyReLU, nn.Hardtanh)  # ReLU6 is a Hardtanh
 MAX_POOLS: tuple[type, ...] = (nn.MaxPool1d, nn.MaxPool2d)
 
-DEFAULT_CHUNK = 4096
+#: a fused pass (forward with tangents, then backward) keeps about this much more than autograd saves
+FUSED_FACTOR = 1.5
 #: relative round-off below which two values are tied (see RegionTracker)
 TIE_RTOL: dict[torch.dtype, float] = {
     torch.float64: 64 * torch.finfo(torch.float64).eps,
@@ -281,8 +283,9 @@ def exact_path_integral(
     target: Tensor,
     *,
     max_regions: int = 100_000,
-    chunk_size: Optional[int] = DEFAULT_CHUNK,
+    chunk_size: Optional[int] = None,
     tie: str = "first",
+    memory_budget: Optional[int] = None,
 ) -> ExactPathIntegral:
     """int_0^1 grad F_target(x' + s (x - x')) ds exactly, for a piecewise-linear `model`.
 
@@ -317,7 +320,8 @@ def exact_path_integral(
     x, baseline = x.detach(), baseline.detach()
     direction = x - baseline
     eps_s = min_gap(dtype)
-    step = n * 4 if not chunk_size or chunk_size <= 0 else chunk_size
+    budget = check_budget(memory_budget)
+    step = chunk_size if chunk_size and chunk_size > 0 else None  # None: from the budget after one probe row
     view = (-1,) + (1,) * (x.dim() - 1)
 
     with preserved(model):
@@ -338,11 +342,19 @@ def exact_path_integral(
         while who.numel():
             p = (a + b) / 2
             los, his, values, slopes = [], [], [], []
-            for lo_i in range(0, who.numel(), step):
-                sl = slice(lo_i, lo_i + step)
+            lo_i = 0
+            while lo_i < who.numel():
+                rows = step if step is not None else 1
+                sl = slice(lo_i, lo_i + rows)
+                lo_i += rows
                 w = who[sl].to(device)
                 pts = baseline[w] + p[sl].to(device=device, dtype=dtype).view(view) * direction[w]
-                lo_c, hi_c, val, slope, g = _probe_and_integrate(model, pts, direction[w], target[w], a[sl], b[sl], p[sl], eps_s, tie)
+                args = (model, pts, direction[w], target[w], a[sl], b[sl], p[sl], eps_s, tie)
+                if step is None:  # measure the bytes one row keeps for the backward pass
+                    (lo_c, hi_c, val, slope, g), nbytes = saved_bytes(model, lambda: _probe_and_integrate(*args))
+                    step = rows_per_chunk(int(FUSED_FACTOR * nbytes), budget)
+                else:
+                    lo_c, hi_c, val, slope, g = _probe_and_integrate(*args)
                 passes += 1
                 total.index_add_(0, w, g)
                 los.append(lo_c)

@@ -339,7 +339,10 @@ class IntegratedGradients(Method):
     def _exact(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> PathIntegral:
         from ..exact_path import exact_path_integral
 
-        r = exact_path_integral(model, x, baseline, target, tie=self.tie, max_regions=self.max_regions)
+        r = exact_path_integral(
+            model, x, baseline, target, tie=self.tie, max_regions=self.max_regions,
+            chunk_size=self.chunk_size, memory_budget=self.memory_budget,
+        )
         attribution = (x - baseline) * r.mean_gradient
         n = x.shape[0]
         f = forward_targets(model, torch.cat([x, baseline]), torch.cat([target, target]))
