@@ -217,9 +217,10 @@ class IntegratedGradients(Method):
         q = quadrature(self.rule, self.steps)
         n, k = x.shape[0], len(q.nodes)
         idx = torch.arange(n).repeat_interleave(k)
-        mean_grad = torch.zeros_like(x)
+        # summed in float64: chunk after chunk, float32 round-off would grow with the step count
+        mean_grad = torch.zeros_like(x, dtype=torch.float64)
         path.evaluate(idx, q.nodes.repeat(n), weights=q.weights.repeat(n), into=mean_grad)
-        attribution = path.delta * mean_grad
+        attribution = path.delta * mean_grad.to(x.dtype)
         steps = torch.full((n,), k)
         if need_residual:
             f = forward_targets(path.model, torch.cat([x, path.baseline]), torch.cat([path.target, path.target]), chunk_size=path.chunk)
@@ -330,8 +331,11 @@ class IntegratedGradients(Method):
             w[:-2:2] += h / 6
             w[1::2] += 4 * h / 6
             w[2::2] += h / 6
-            wv = w.to(dtype=g.dtype, device=g.device).view(-1, *([1] * (g.dim() - 1)))
-            mean_grad[i] = (g * wv).sum(0)
+            wv = w.to(device=g.device).view(-1, *([1] * (g.dim() - 1)))
+            acc = torch.zeros(g.shape[1:], dtype=torch.float64, device=g.device)
+            for lo in range(0, g.shape[0], 64):  # in float64, a few nodes at a time (bounded memory)
+                acc += (g[lo:lo + 64].double() * wv[lo:lo + 64]).sum(0)
+            mean_grad[i] = acc.to(g.dtype)
             fb[i], fx[i] = f[0], f[-1]
             passes[i] = s.numel()
             state[i] = None  # free the node gradients of this sample
@@ -393,8 +397,8 @@ class _Path:
             phis.append(f.double().cpu())
             slopes.append((g * self.delta[rows]).flatten(1).sum(1).double().cpu())
             if into is not None:
-                w = weights[lo:hi].to(dtype=g.dtype, device=g.device).view(-1, *([1] * (g.dim() - 1)))
-                into.index_add_(0, rows, g * w)
+                w = weights[lo:hi].to(dtype=into.dtype, device=g.device).view(-1, *([1] * (g.dim() - 1)))
+                into.index_add_(0, rows, g.to(into.dtype) * w)
             else:
                 grads.append(g)
 
