@@ -9,9 +9,11 @@
 
 from .errors import (
     ConvergenceError,
+    ConvergenceWarning,
     InputError,
     ModelError,
     ModelModifiedError,
+    ToleranceWarning,
     UnsupportedModelError,
     WorkbenchError,
 )
@@ -32,6 +34,7 @@ def check_network(*args, **kwargs):
 
 
 __all__ = [
-    "ConvergenceError", "FullGradients", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
-    "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "check_network", "full_gradients", "method", "methods", "replay",
+    "ConvergenceError", "ConvergenceWarning", "FullGradients", "InputError", "Method", "ModelError", "ModelModifiedError", "Report",
+    "ToleranceWarning", "UnsupportedModelError", "Verdict", "WorkbenchError", "check", "check_network", "full_gradients", "method",
+    "methods", "replay",
 ]

@@ -41,3 +41,14 @@ class UnsafeCheckpointError(InputError):
 
 class UntrustedCodeError(InputError):
     """A file names code to import and run; it is run only when the user names it or allows it."""
+class WorkbenchWarning(UserWarning):
+    """Base class of the bench's warnings: a result is returned, but not the one asked for."""
+
+
+class ConvergenceWarning(WorkbenchWarning):
+    """An error-controlled computation stopped at its budget; the best answer and its measured
+    residual are returned (pass ``strict=True`` to get a ConvergenceError instead)."""
+
+
+class ToleranceWarning(WorkbenchWarning):
+    """A requested tolerance is below the dtype's round-off floor and was raised to the floor."""

@@ -6,6 +6,7 @@ weights sum to 1 (the k = 0 case), so a constant gradient gives exact completene
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -96,4 +97,12 @@ def quadrature(name: str, steps: int) -> Quadrature:
             f"rule {name!r} needs steps >= {MIN_STEPS[name]}, got {steps}; "
             f"minimum steps per rule: {', '.join(f'{r}: {MIN_STEPS[r]}' for r in RULES)}"
         )
-    return _BUILDERS[name](int(steps))
+    q = _cached(name, int(steps))
+    return Quadrature(q.name, q.nodes.clone(), q.weights.clone(), q.degree)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached(name: str, steps: int) -> Quadrature:
+    """Gauss-Legendre nodes cost O(n^2)-O(n^3) in numpy; a call site asks for the same few rules
+    again and again (callers get clones, so the cached tensors are never changed)."""
+    return _BUILDERS[name](steps)

@@ -153,7 +153,7 @@ def test_completeness_float64(case: tuple) -> None:
     r = exact_path_integral(net, x, b, t)
     assert r.mean_gradient.shape == x.shape and r.mean_gradient.dtype == F64
     assert len(r.breakpoints) == x.shape[0] and r.regions.shape == (x.shape[0],)
-    assert (r.regions >= 1).all() and r.passes >= 2
+    assert (r.regions >= 1).all() and r.passes >= 1
     assert_complete(net, x, b, t, r, 1e-9)
 
 

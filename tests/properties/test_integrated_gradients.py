@@ -2,6 +2,9 @@
 changes an answer; the error-controlled mode meets its tolerance; numeric twins of the
 proofs ig-completeness-smooth and ig-linear."""
 
+import copy
+import warnings
+
 import pytest
 import torch
 from hypothesis import given
@@ -53,13 +56,34 @@ def test_error_controlled_mode_meets_its_tolerance(case, tol):
 def test_error_controlled_mode_reports_non_convergence():
     net, x, b, t = __import__("workbench.nets.paper", fromlist=["paper_case"]).paper_case("ig-saturating")
     x = torch.full_like(x, 2.2)  # the kink at s = 1/2.2 is no bisection point
+    # on a budget: the best answer and its measured residual, with a warning ...
+    with pytest.warns(workbench.ConvergenceWarning, match="max_steps=8") as w:
+        r = _ig(tolerance=1e-8, max_steps=8).integrate(net, x, target=t, baseline=b)
+    assert "relative residual" in str(w[0].message) and not bool(r.converged.all())
+    assert r.gradient_evaluations.item() <= 8 and abs(r.residual.item()) > 1e-8
+    assert r.residual.item() == pytest.approx(r.attribution.sum().item() - (r.output - r.baseline_output).item(), abs=1e-15)
+    # ... or, under strict, an exception
     with pytest.raises(workbench.ConvergenceError, match="max_steps"):
-        _ig(tolerance=1e-12, max_steps=8, steps=2).integrate(net, x, target=t, baseline=b)
-    r = _ig(tolerance=1e-8).integrate(net, x, target=t, baseline=b)  # bisection isolates the kink
-    assert r.tolerance == 1e-8
+        _ig(tolerance=1e-8, max_steps=8, strict=True).integrate(net, x, target=t, baseline=b)
+    r = _ig(tolerance=1e-8, strict=True).integrate(net, x, target=t, baseline=b)  # bisection isolates the kink
+    assert r.tolerance == 1e-8 and bool(r.converged.all())
     assert abs(r.residual.item()) <= 1e-8 and r.gradient_evaluations.item() < 200
-    # below the dtype's round-off floor the tolerance is raised, and the raise is reported
-    assert _ig(tolerance=1e-12).integrate(net, x, target=t, baseline=b).tolerance == 1e-8
+
+
+def test_a_tolerance_below_the_dtype_floor_is_never_loosened_silently():
+    net, x, b, t = __import__("workbench.nets.paper", fromlist=["paper_case"]).paper_case("ig-saturating")
+    with pytest.warns(workbench.ToleranceWarning, match="float64 round-off floor 1e-08"):
+        assert _ig(tolerance=1e-12).integrate(net, x, target=t, baseline=b).tolerance == 1e-8
+    with pytest.raises(workbench.InputError, match="floor 1e-08"):
+        _ig(tolerance=1e-12, strict=True).integrate(net, x, target=t, baseline=b)
+    net32, x32, b32 = copy.deepcopy(net).float(), x.float(), b.float()
+    with pytest.warns(workbench.ToleranceWarning, match="float32 round-off floor 0.001.*float64"):
+        assert _ig(tolerance=1e-6).integrate(net32, x32, target=t, baseline=b32).tolerance == pytest.approx(1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default ('auto') and a tolerance at the floor do not warn
+        assert _ig().integrate(net32, x32, target=t, baseline=b32).tolerance == pytest.approx(1e-3)
+        assert _ig().integrate(net, x, target=t, baseline=b).tolerance == 1e-6
+        _ig(tolerance=1e-3).integrate(net32, x32, target=t, baseline=b32)
 
 
 def test_residual_returned_on_request():

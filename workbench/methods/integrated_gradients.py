@@ -6,20 +6,33 @@ sum_i IG_i = F(x) - F(x') holds for F differentiable almost everywhere.
 Three ways to evaluate the integral, chosen by ``rule`` and ``tolerance``:
 
 * fixed quadrature (``tolerance=None``): one rule with ``steps`` nodes on [0, 1];
-* error-controlled (``tolerance=t``): a composite rule whose segments are bisected until the sum
-  of the segments' completeness residuals is below t * scale, scale = max(|F(x)|, |F(x')|,
-  |F(x) - F(x')|). A t below 10x the dtype's round-off tolerance (1e-8 in float64, 1e-3 in
-  float32) is raised to it; ``integrate`` reports the tolerance used. On a segment [a, b],
-  sum_i (x_i - x'_i) int_a^b dF/dx_i = F(g(b)) - F(g(a)) (fundamental theorem of calculus),
-  so each segment's error is measured, not estimated; kinks are found and isolated.
+* error-controlled (``tolerance=t``, default ``"auto"``: 1e-6, or the dtype's floor when that is
+  larger): composite Simpson panels [a, m, b] on nodes 0 = s_0 < ... < s_K = 1. Every node is one
+  gradient pass that also gives phi(s) = F(x' + s (x - x')) and phi'(s) = (x - x') . grad F, so
+  each panel's completeness residual r_p = (b - a) (phi'_a + 4 phi'_m + phi'_b) / 6 - (phi_b - phi_a)
+  is measured, not estimated (fundamental theorem of calculus), and bisecting a panel reuses its
+  three nodes (two new ones at the quarter points). Starting from ``panels`` equal panels, the
+  panels with the largest |r_p| are bisected until the *total* residual
+  |sum_p r_p| = |sum IG - (F(x) - F(x'))| is below t * scale + round-off,
+  scale = max(|F(x)|, |F(x')|, |F(x) - F(x')|). No forward-only passes are needed. The
+  completeness residual is not the error of the map (errors of opposite sign cancel in it); it
+  is the quantity a user can check.
+  On a budget (``max_steps`` passes, ``memory_budget``) it stops with the best answer, its measured
+  residual and a ConvergenceWarning, or a ConvergenceError under ``strict=True``. A tolerance
+  below 10x the dtype's round-off (1e-8 in float64, 1e-3 in float32) is raised to that floor
+  with a ToleranceWarning (an InputError under ``strict=True``).
 * ``rule="exact"``: exact integration over the linear pieces of a piecewise-linear network
-  (see ``workbench.exact_path``); the oracle for the other two.
+  (see ``workbench.exact_path``); the oracle for the other two. Max-pool ties follow ``max_pool_ties``.
 
-All path points of all samples are evaluated as one batch, in chunks of ``chunk_size`` rows.
+Memory is bounded: path points are evaluated in chunks of ``chunk_size`` rows; by default the
+chunk is set from ``memory_budget`` and the activation size measured on one probe pass
+(``workbench.memory``); the error-controlled mode keeps its node gradients within the budget.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -27,18 +40,34 @@ import torch
 from torch import Tensor, nn
 
 from .. import baselines as baselines_mod
-from ..autograd import forward_targets, target_gradients
-from ..coverage import LINEAR_KINDS, Coverage
-from ..errors import ConvergenceError, InputError
+from ..autograd import forward_targets, target_outputs
+from ..coverage import LINEAR_KINDS, Coverage, precheck
+from ..errors import ConvergenceError, ConvergenceWarning, InputError, ToleranceWarning
 from ..exact_path import ELEMENTWISE_KINKS, MAX_POOLS
+from ..memory import cached_row_bytes, check_budget, remember_row_bytes, rows_per_chunk, saved_bytes
+from ..modelguard import preserved
 from ..quadrature import RULES, quadrature
 from ..tolerance import rtol_for
 from ..validation import captum_names, check_input, check_model, resolve_baseline
-from ..modelguard import preserved
 from .base import Method, _normalize_target
 from .registry import register
 
 BaselineSpec = Union[str, float, Callable[..., Tensor]]
+
+#: tie conventions at max-pool windows: "first" (the first maximum in window order gets the
+#: gradient, as PyTorch's max pools do for exact ties), "split" (shared equally; rule="exact" only)
+TIES = ("first", "split")
+#: tolerance of the error-controlled mode when none is named (raised to the dtype's floor)
+AUTO_TOLERANCE = 1e-6
+#: per round, the fraction of candidate panels bisected (the largest |residual| first)
+REFINE_FRACTION = 0.25
+#: share of the memory budget for activations; the rest holds the error-controlled mode's nodes
+ACTIVATION_SHARE = 1 / 3
+
+
+def tolerance_floor(dtype: torch.dtype) -> float:
+    """The smallest relative tolerance the error-controlled mode can meet: 10x round-off."""
+    return 10 * rtol_for(dtype)
 
 
 @dataclass(frozen=True)
@@ -51,7 +80,8 @@ class PathIntegral:
     baseline_output: Tensor  # F(x'), per sample
     gradient_evaluations: Tensor  # per sample: gradient passes (path points) used
     forward_evaluations: Tensor  # per sample: extra forward-only passes used
-    tolerance: Optional[float] = None  # relative tolerance met (error-controlled mode), after the dtype floor
+    tolerance: Optional[float] = None  # relative tolerance aimed at (error-controlled mode), after the dtype floor
+    converged: Optional[Tensor] = None  # per sample (error-controlled mode): tolerance met
 
 
 @register
@@ -67,24 +97,45 @@ class IntegratedGradients(Method):
         *,
         rule: str = "gauss-legendre",
         steps: int = 16,
-        tolerance: Optional[float] = 1e-6,
+        tolerance: Union[float, str, None] = "auto",
         max_steps: int = 4096,
-        segment_steps: int = 2,
+        panels: int = 1,
         chunk_size: Optional[int] = None,
+        memory_budget: Optional[int] = None,
+        strict: bool = False,
+        max_pool_ties: str = "first",
+        max_regions: int = 100_000,
         baseline: BaselineSpec = "zero",
     ) -> None:
         if rule != "exact" and rule not in RULES:
             raise InputError(f"unknown quadrature rule {rule!r}; choose one of {', '.join(RULES + ('exact',))}")
-        if tolerance is not None and not tolerance > 0:
-            raise InputError(f"tolerance must be positive or None, got {tolerance}")
-        if steps < 1 or segment_steps < 1 or max_steps < 1:
-            raise InputError("steps, segment_steps and max_steps must be positive")
+        if tolerance != "auto" and tolerance is not None and (isinstance(tolerance, (bool, str)) or not tolerance > 0):
+            raise InputError(f"tolerance must be positive, 'auto' or None, got {tolerance!r}")
+        for label, v in (("steps", steps), ("max_steps", max_steps), ("panels", panels), ("max_regions", max_regions)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{label} must be a positive integer, got {v!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise InputError(f"chunk_size must be a positive integer or None (from memory_budget), got {chunk_size!r}")
+        check_budget(memory_budget)
+        if max_pool_ties not in TIES:
+            raise InputError(f"unknown max_pool_ties convention {max_pool_ties!r}; choose one of {', '.join(TIES)}")
+        if max_pool_ties != "first" and rule != "exact":
+            raise InputError(
+                f"max_pool_ties={max_pool_ties!r} is available with rule='exact' only; quadrature takes PyTorch's "
+                "max-pool gradient, which follows max_pool_ties='first'"
+            )
+        if rule not in ("gauss-legendre", "exact") and tolerance is not None:
+            raise InputError(
+                f"rule={rule!r} is a fixed-step rule: pass tolerance=None with it; the error-controlled "
+                "mode (tolerance set) always uses composite trapezoid panels"
+            )
         super().__init__(
-            rule=rule, steps=steps, tolerance=tolerance, max_steps=max_steps,
-            segment_steps=segment_steps, chunk_size=chunk_size, baseline=baseline,
+            rule=rule, steps=steps, tolerance=tolerance, max_steps=max_steps, panels=panels, chunk_size=chunk_size,
+            memory_budget=memory_budget, strict=strict, max_pool_ties=max_pool_ties, max_regions=max_regions, baseline=baseline,
         )
         self.rule, self.steps, self.tolerance = rule, steps, tolerance
-        self.max_steps, self.segment_steps, self.chunk_size = max_steps, segment_steps, chunk_size
+        self.max_steps, self.panels, self.chunk_size, self.memory_budget = max_steps, panels, chunk_size, memory_budget
+        self.strict, self.max_pool_ties, self.max_regions = bool(strict), max_pool_ties, max_regions
         self.default_baseline = baseline
 
     # -- claims ---------------------------------------------------------------------------
@@ -102,9 +153,8 @@ class IntegratedGradients(Method):
             # a fixed rule is linear in the gradient and uses the same nodes for every network
             return {**exact, "implementation-invariance": None, "linearity": None}
         # no linearity claim: the adaptive nodes are placed per network, and the completeness
-        # residual bounds the sum of the per-feature errors, not each of them (the checker finds
-        # A(f1 + f2) - A(f1) - A(f2) ~ 1e-5 at tolerance 1e-6; rule="exact" holds linearity)
-        t = self.tolerance
+        # residual bounds the sum of the per-feature errors, not each of them
+        t = AUTO_TOLERANCE if self.tolerance == "auto" else float(self.tolerance)
         return {**exact, "completeness": t, "sensitivity-a": t, "implementation-invariance": t}
 
     # -- public ---------------------------------------------------------------------------
@@ -133,7 +183,33 @@ class IntegratedGradients(Method):
         t = _normalize_target(target, x.shape[0])
         b = self._baseline(x, baseline)
         with preserved(model, freeze_parameters=True):
+            precheck(self, model, x)  # the exact rule's layer coverage (attribute() checks it too)
             return self._integrate(model, x.detach(), t, b, need_residual=True)
+
+    def resolved_tolerance(self, dtype: torch.dtype) -> Optional[float]:
+        """The relative tolerance the error-controlled mode aims at for `dtype` (None: fixed steps).
+
+        'auto' is max(1e-6, floor); a smaller requested tolerance is raised to the floor with a
+        ToleranceWarning naming it, or refused under strict=True.
+        """
+        if self.tolerance is None or self.rule == "exact":
+            return None
+        floor = tolerance_floor(dtype)
+        if self.tolerance == "auto":
+            return max(AUTO_TOLERANCE, floor)
+        t = float(self.tolerance)
+        if t < floor:
+            msg = (
+                f"integrated gradients: tolerance {t:g} is below the {dtype} round-off floor {floor:g}; "
+                f"using {floor:g}. "
+                + ("Pass float64 inputs (and model) for a tighter tolerance, or " if dtype != torch.float64 else "Pass ")
+                + f"tolerance>={floor:g}"
+            )
+            if self.strict:
+                raise InputError(msg + " (strict=True refuses to loosen it)")
+            warnings.warn(ToleranceWarning(msg), stacklevel=4)
+            return floor
+        return t
 
     def _baseline(self, x: Tensor, baseline: Any) -> Tensor:
         if baseline is None:
@@ -148,130 +224,219 @@ class IntegratedGradients(Method):
     def _integrate(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor, need_residual: bool) -> PathIntegral:
         if self.rule == "exact":
             return self._exact(model, x, target, baseline)
-        if self.tolerance is None:
-            return self._fixed(model, x, target, baseline, need_residual)
-        return self._adaptive(model, x, target, baseline)
+        rtol = self.resolved_tolerance(x.dtype)
+        budget = check_budget(self.memory_budget)
+        path = _Path(model, x, baseline, target, self.chunk_size, int(budget * ACTIVATION_SHARE))
+        if rtol is None:
+            return self._fixed(path, need_residual)
+        return self._adaptive(path, rtol, budget - int(budget * ACTIVATION_SHARE))
 
-    def _endpoints(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> tuple[Tensor, Tensor]:
-        n = x.shape[0]
-        f = forward_targets(model, torch.cat([x, baseline]), torch.cat([target, target]), chunk_size=self.chunk_size)
-        return f[:n], f[n:]
-
-    def _fixed(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor, need_residual: bool) -> PathIntegral:
+    def _fixed(self, path: "_Path", need_residual: bool) -> PathIntegral:
+        x = path.x
         q = quadrature(self.rule, self.steps)
         n, k = x.shape[0], len(q.nodes)
-        s = q.nodes.to(x.dtype).to(x.device)
-        w = q.weights.to(x.dtype).to(x.device)
-        delta = x - baseline
-        view = (1, -1) + (1,) * (x.dim() - 1)
-        points = (baseline.unsqueeze(1) + s.view(view) * delta.unsqueeze(1)).reshape(n * k, *x.shape[1:])
-        _, g = target_gradients(model, points, target.repeat_interleave(k), chunk_size=self.chunk_size)
-        mean_grad = (g.reshape(n, k, *x.shape[1:]) * w.view(view)).sum(1)
-        attribution = delta * mean_grad
+        idx = torch.arange(n).repeat_interleave(k)
+        # summed in float64: chunk after chunk, float32 round-off would grow with the step count
+        mean_grad = torch.zeros_like(x, dtype=torch.float64)
+        path.evaluate(idx, q.nodes.repeat(n), weights=q.weights.repeat(n), into=mean_grad)
+        attribution = path.delta * mean_grad.to(x.dtype)
         steps = torch.full((n,), k)
         if need_residual:
-            fx, fb = self._endpoints(model, x, target, baseline)
+            f = forward_targets(path.model, torch.cat([x, path.baseline]), torch.cat([path.target, path.target]), chunk_size=path.chunk)
+            fx, fb = f[:n], f[n:]
             residual = attribution.reshape(n, -1).sum(1) - (fx - fb)
             return PathIntegral(attribution, residual, fx, fb, steps, torch.full((n,), 2))
         nan = torch.full((n,), float("nan"), dtype=x.dtype)
         return PathIntegral(attribution, nan, nan, nan, steps, torch.zeros(n, dtype=torch.long))
 
-    def _adaptive(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> PathIntegral:
+    def _adaptive(self, path: "_Path", rtol: float, store_budget: int) -> PathIntegral:
+        x = path.x
         n = x.shape[0]
-        rule = quadrature(self.rule, self.segment_steps)
-        delta = x - baseline
-        fx, fb = self._endpoints(model, x, target, baseline)
-        rtol = max(self.tolerance, 10 * rtol_for(x.dtype))
-        scale = torch.maximum(torch.maximum(fx.abs(), fb.abs()), (fx - fb).abs())
-        allowed = rtol * scale + rtol_for(x.dtype)
+        row_bytes = max(1, x[0].numel() * x.element_size())
+        store_rows = max(1, store_budget // row_bytes)
+        # samples in groups whose stored node gradients fit the budget, each up to `cap` nodes
+        want = min(self.max_steps, 1024)
+        group = n if store_rows // n >= want else max(1, store_rows // want)
+        cap = max(2 * self.panels + 1, min(self.max_steps, store_rows // group))
+        mean_grad = torch.zeros_like(x)
+        fx = torch.zeros(n, dtype=torch.float64)
+        fb = torch.zeros(n, dtype=torch.float64)
+        passes = torch.zeros(n, dtype=torch.long)
+        converged = torch.zeros(n, dtype=torch.bool)
+        stops: dict[int, str] = {}
+        for lo in range(0, n, group):
+            members = list(range(lo, min(n, lo + group)))
+            self._adaptive_group(path, members, rtol, cap, mean_grad, fx, fb, passes, converged, stops)
+        attribution = path.delta * mean_grad
+        fxt, fbt = fx.to(x.dtype), fb.to(x.dtype)
+        residual = attribution.reshape(n, -1).sum(1) - (fxt - fbt)
+        if not bool(converged.all()):
+            i = int((~converged).nonzero()[0])
+            scale = max(abs(float(fx[i])), abs(float(fb[i])), abs(float(fx[i] - fb[i])))
+            msg = (
+                f"integrated gradients did not reach tolerance {rtol:g} on {int((~converged).sum())} of {n} samples: "
+                f"sample {i} stopped at {stops[i]} after {int(passes[i])} gradient passes with relative residual "
+                f"{abs(float(residual[i])) / max(scale, 1e-300):.3g}. Raise max_steps or memory_budget, loosen "
+                "tolerance, or use rule='exact' for a piecewise-linear network"
+            )
+            if self.strict:
+                raise ConvergenceError(msg, residual=abs(float(residual[i])), steps=int(passes[i]))
+            warnings.warn(ConvergenceWarning(msg + "; the best answer is returned"), stacklevel=4)
+        return PathIntegral(attribution, residual, fxt, fbt, passes, torch.zeros(n, dtype=torch.long), rtol, converged)
 
-        n0 = max(1, self.steps // len(rule.nodes))
-        edges = torch.linspace(0, 1, n0 + 1, dtype=torch.float64).tolist()
-        # per sample: list of [a, b, F(a), F(b), integral of gradient over [a, b], residual]
-        segments: list[list[list]] = [[] for _ in range(n)]
-        interior = [(i, e) for i in range(n) for e in edges[1:-1]]
-        f_edge = self._forward_at(model, x, baseline, target, interior)
-        fvals = [dict() for _ in range(n)]
-        for (i, e), v in zip(interior, f_edge):
-            fvals[i][e] = v
-        for i in range(n):
-            fvals[i][0.0], fvals[i][1.0] = fb[i], fx[i]
-        todo = [(i, a, b) for i in range(n) for a, b in zip(edges[:-1], edges[1:])]
-        grads_used = torch.zeros(n, dtype=torch.long)
-        forwards_used = torch.full((n,), 2 + len(edges) - 2, dtype=torch.long)
-        while True:
-            integrals = self._segment_integrals(model, x, baseline, target, rule, todo)
-            for (i, a, b), integral in zip(todo, integrals):
-                grads_used[i] += len(rule.nodes)
-                r = (delta[i] * integral).sum() - (fvals[i][b] - fvals[i][a])
-                segments[i].append([a, b, integral, r.abs().item()])
-            todo = []
-            mids = []
-            for i in range(n):
-                total = sum(seg[3] for seg in segments[i])
-                if total <= allowed[i]:
+    def _adaptive_group(self, path, members, rtol, cap, mean_grad, fx, fb, passes, converged, stops) -> None:
+        """Composite Simpson on each member's path, bisecting the panels with the largest residuals."""
+        dtype = path.x.dtype
+        floor_abs = rtol_for(dtype)
+        min_width = float(torch.finfo(dtype).eps) ** 0.75
+        k0 = 2 * self.panels + 1
+        grid = torch.linspace(0, 1, k0, dtype=torch.float64)
+        idx = torch.tensor(members).repeat_interleave(k0)
+        phi, dphi, grads = path.evaluate(idx, grid.repeat(len(members)))
+        state = {}
+        for j, i in enumerate(members):
+            sl = slice(j * k0, (j + 1) * k0)
+            state[i] = [grid.clone(), phi[sl], dphi[sl], grads[sl]]
+        active = list(members)
+        while active:
+            ask_idx, ask_s = [], []
+            still = []
+            for i in active:
+                s, f, d, _ = state[i]
+                h = s[2::2] - s[:-2:2]
+                r = h * (d[:-2:2] + 4 * d[1::2] + d[2::2]) / 6 - (f[2::2] - f[:-2:2])
+                scale = max(abs(float(f[0])), abs(float(f[-1])), abs(float(f[-1] - f[0])))
+                allowed = rtol * scale + floor_abs
+                if abs(float(r.sum())) <= allowed:
+                    converged[i] = True
                     continue
-                if grads_used[i] >= self.max_steps:
-                    raise ConvergenceError(
-                        f"integrated gradients did not reach tolerance {rtol:g} within max_steps={self.max_steps} "
-                        f"(sample {i}: summed segment residual {total:.3g}, allowed {allowed[i].item():.3g}); "
-                        "raise max_steps, loosen tolerance, or use rule='exact' for a piecewise-linear network",
-                        residual=total,
-                        steps=int(grads_used[i]),
+                room = (cap - s.numel()) // 2
+                # bisect among panels that could keep the total above the target on their own share
+                refinable = (h > min_width) & (r.abs() > allowed / h.numel())
+                if room <= 0 or not bool(refinable.any()):
+                    stops[i] = (
+                        (f"max_steps={self.max_steps}" if cap >= self.max_steps else f"the memory budget ({cap} stored path points)")
+                        if room <= 0 else "panels at the dtype's resolution"
                     )
-                share = allowed[i].item() / len(segments[i])
-                keep = []
-                for seg in segments[i]:
-                    if seg[3] > share:
-                        a, b = seg[0], seg[1]
-                        m = 0.5 * (a + b)
-                        mids.append((i, m))
-                        todo += [(i, a, m), (i, m, b)]
-                    else:
-                        keep.append(seg)
-                segments[i] = keep
-            if not todo:
+                    continue
+                k = min(room, max(1, math.ceil(REFINE_FRACTION * int(refinable.sum()))))
+                # the order by |r_p| coarsened to 1/8 octave, ties by position: round-off (a permuted
+                # twin of the network) does not change which panels are bisected
+                level = torch.floor(8 * torch.log2(r.abs().clamp_min(1e-300)))
+                key = torch.where(refinable, level, torch.full_like(r, -math.inf))
+                pick = torch.sort(key, descending=True, stable=True).indices[:k]
+                lo, mid, hi = s[2 * pick], s[2 * pick + 1], s[2 * pick + 2]
+                ask_idx.append(torch.full((2 * k,), i, dtype=torch.long))
+                ask_s.append(torch.cat([(lo + mid) / 2, (mid + hi) / 2]))
+                still.append(i)
+            active = still
+            if not active:
                 break
-            for (i, m), v in zip(mids, self._forward_at(model, x, baseline, target, mids)):
-                fvals[i][m] = v
-                forwards_used[i] += 1
-        mean_grad = torch.stack([sum(seg[2] for seg in segments[i]) for i in range(n)])
-        attribution = delta * mean_grad
-        residual = attribution.reshape(n, -1).sum(1) - (fx - fb)
-        return PathIntegral(attribution, residual, fx, fb, grads_used, forwards_used, rtol)
-
-    def _forward_at(self, model: nn.Module, x: Tensor, baseline: Tensor, target: Tensor, points: list) -> list:
-        if not points:
-            return []
-        idx = torch.tensor([i for i, _ in points], device=x.device)
-        s = torch.tensor([p for _, p in points], dtype=x.dtype, device=x.device).view(-1, *([1] * (x.dim() - 1)))
-        pts = baseline[idx] + s * (x[idx] - baseline[idx])
-        return list(forward_targets(model, pts, target[idx.cpu()], chunk_size=self.chunk_size))
-
-    def _segment_integrals(self, model: nn.Module, x: Tensor, baseline: Tensor, target: Tensor, rule, todo: list) -> list:
-        if not todo:
-            return []
-        k = len(rule.nodes)
-        idx, s, w = [], [], []
-        for i, a, b in todo:
-            q = rule.on(a, b)
-            idx += [i] * k
-            s += q.nodes.tolist()
-            w += q.weights.tolist()
-        idx_t = torch.tensor(idx, device=x.device)
-        shape = (-1,) + (1,) * (x.dim() - 1)
-        s_t = torch.tensor(s, dtype=x.dtype, device=x.device).view(shape)
-        w_t = torch.tensor(w, dtype=x.dtype, device=x.device).view(shape)
-        pts = baseline[idx_t] + s_t * (x[idx_t] - baseline[idx_t])
-        _, g = target_gradients(model, pts, target[idx_t.cpu()], chunk_size=self.chunk_size)
-        weighted = (g * w_t).reshape(len(todo), k, *x.shape[1:]).sum(1)
-        return list(weighted)
+            idx, snew = torch.cat(ask_idx), torch.cat(ask_s)
+            phi, dphi, grads = path.evaluate(idx, snew)
+            start = 0
+            for i, s_i in zip(active, ask_s):
+                m = s_i.numel()
+                s, f, d, g = state[i]
+                s = torch.cat([s, s_i])
+                order = torch.sort(s, stable=True).indices
+                state[i] = [s[order], torch.cat([f, phi[start:start + m]])[order],
+                            torch.cat([d, dphi[start:start + m]])[order], torch.cat([g, grads[start:start + m]])[order]]
+                start += m
+        for i in members:
+            s, f, d, g = state[i]
+            h = s[2::2] - s[:-2:2]
+            w = torch.zeros_like(s)
+            w[:-2:2] += h / 6
+            w[1::2] += 4 * h / 6
+            w[2::2] += h / 6
+            wv = w.to(device=g.device).view(-1, *([1] * (g.dim() - 1)))
+            acc = torch.zeros(g.shape[1:], dtype=torch.float64, device=g.device)
+            for lo in range(0, g.shape[0], 64):  # in float64, a few nodes at a time (bounded memory)
+                acc += (g[lo:lo + 64].double() * wv[lo:lo + 64]).sum(0)
+            mean_grad[i] = acc.to(g.dtype)
+            fb[i], fx[i] = f[0], f[-1]
+            passes[i] = s.numel()
+            state[i] = None  # free the node gradients of this sample
 
     def _exact(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> PathIntegral:
         from ..exact_path import exact_path_integral
 
-        r = exact_path_integral(model, x, baseline, target)
+        r = exact_path_integral(
+            model, x, baseline, target, max_pool_ties=self.max_pool_ties, max_regions=self.max_regions,
+            chunk_size=self.chunk_size, memory_budget=self.memory_budget,
+        )
         attribution = (x - baseline) * r.mean_gradient
-        fx, fb = self._endpoints(model, x, target, baseline)
-        residual = attribution.reshape(x.shape[0], -1).sum(1) - (fx - fb)
-        return PathIntegral(attribution, residual, fx, fb, r.regions, torch.full((x.shape[0],), 2))
+        n = x.shape[0]
+        f = forward_targets(model, torch.cat([x, baseline]), torch.cat([target, target]))
+        fx, fb = f[:n], f[n:]
+        residual = attribution.reshape(n, -1).sum(1) - (fx - fb)
+        return PathIntegral(attribution, residual, fx, fb, r.regions, torch.full((n,), 2))
+
+
+class _Path:
+    """Gradient passes at points x' + s (x - x') of each sample's path, chunked within a budget.
+
+    Each pass gives phi(s) = F_t(point), phi'(s) = (x - x') . grad F_t(point) (float64, on the
+    CPU) and the gradient. With ``chunk_size=None`` the first pass runs on one row and measures
+    the activation bytes autograd saves (``workbench.memory``); the chunk follows from the budget.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, baseline: Tensor, target: Tensor, chunk_size: Optional[int], budget: int) -> None:
+        self.model, self.x, self.baseline, self.target = model, x, baseline, target
+        self.delta = x - baseline
+        self.chunk = chunk_size
+        self.budget = budget
+
+    def points(self, idx: Tensor, s: Tensor) -> Tensor:
+        x = self.x
+        idx = idx.to(x.device)
+        sv = s.to(dtype=x.dtype, device=x.device).view(-1, *([1] * (x.dim() - 1)))
+        pts = self.baseline[idx] + sv * self.delta[idx]
+        ends = (s == 1).to(x.device)
+        if bool(ends.any()):  # s = 1 is x itself, not x' + (x - x') (which may differ in the last bit)
+            pts[ends] = x[idx[ends]]
+        return pts
+
+    def _pass(self, idx: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        pts = self.points(idx, s).requires_grad_(True)
+        with torch.enable_grad():
+            f = target_outputs(self.model, pts, self.target[idx.to(self.target.device)])
+            (g,) = torch.autograd.grad(f.sum(), pts)
+        return f.detach(), g
+
+    def evaluate(self, idx: Tensor, s: Tensor, *, weights: Optional[Tensor] = None, into: Optional[Tensor] = None):
+        """(phi, phi', gradients) at the rows (idx, s); with ``weights`` the gradients are summed
+        into ``into[idx] += w g`` chunk by chunk instead (nothing of size rows x input is kept)."""
+        m = idx.numel()
+        phis, slopes, grads = [], [], []
+
+        def take(lo: int, hi: int, f: Tensor, g: Tensor) -> None:
+            rows = idx[lo:hi].to(self.x.device)
+            phis.append(f.double().cpu())
+            slopes.append((g * self.delta[rows]).flatten(1).sum(1).double().cpu())
+            if into is not None:
+                w = weights[lo:hi].to(dtype=into.dtype, device=g.device).view(-1, *([1] * (g.dim() - 1)))
+                into.index_add_(0, rows, g.to(into.dtype) * w)
+            else:
+                grads.append(g)
+
+        start = 0
+        if self.chunk is None:
+            known = cached_row_bytes(self.model, self.x)
+            if known is None and m:
+                (f, g), known = saved_bytes(self.model, lambda: self._pass(idx[:1], s[:1]))
+                remember_row_bytes(self.model, self.x, known)
+                take(0, 1, f, g)
+                start = 1
+            self.chunk = rows_per_chunk(known or 0, self.budget)
+        for lo in range(start, m, self.chunk):
+            hi = min(m, lo + self.chunk)
+            f, g = self._pass(idx[lo:hi], s[lo:hi])
+            take(lo, hi, f, g)
+        empty = torch.zeros(0, dtype=torch.float64)
+        phi = torch.cat(phis) if phis else empty
+        dphi = torch.cat(slopes) if slopes else empty
+        if into is not None:
+            return phi, dphi, None
+        return phi, dphi, (torch.cat(grads) if grads else self.x.new_zeros((0, *self.x.shape[1:])))
