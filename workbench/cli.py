@@ -103,7 +103,7 @@ def _dtype(name: str) -> torch.dtype:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .axioms import DEFAULT_AXIOMS, get_axiom
-    from .check import Report, check
+    from .check import check
     from .report_views import render_reports, write_heatmap, write_html
 
     say = _progress(args.quiet)

@@ -42,7 +42,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .errors import InputError, WorkbenchError
-from .store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, write_json_atomic
+from .store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, item_rows, write_json_atomic
 
 __all__ = ["DistributedError", "Group", "ShardConflictError", "from_environment", "lock_shards", "merge_shards", "run_sharded", "shard_name", "shard_paths"]
 
@@ -81,25 +81,7 @@ def _read_shard(path: Path) -> list[tuple[int, dict]]:
         return []
     except OSError as e:
         raise ResultsCorruptError(f"cannot read {path}: {e.strerror or e}") from None
-    out, seen = [], {}
-    for n, line in enumerate(data.split(b"\n")[:-1], 1):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if not (isinstance(row, dict) and isinstance(row.get("key"), str) and "record" in row):
-            raise ResultsCorruptError(
-                f"{path} line {n} is not an item record ({line[:80]!r}); the file was changed by something other than the "
-                "bench. Remove that line (its item then reruns) or move the folder away to start afresh"
-            )
-        if row["key"] in seen:
-            raise ResultsCorruptError(
-                f"{path}: item {row['key']!r} is recorded twice (lines {seen[row['key']]} and {n}): results of two runs were "
-                "mixed in this folder. Keep one of the lines, or move the folder away to start afresh"
-            )
-        seen[row["key"]] = n
-        out.append((n, row))
-    return out
+    return item_rows(data.split(b"\n")[:-1], path)
 
 
 def merge_shards(folder: Path, log: Callable[[str], None] = lambda m: None) -> dict[str, dict]:

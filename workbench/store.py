@@ -190,6 +190,32 @@ class FolderLock:
         self.release()
 
 
+def item_rows(lines: list[bytes], path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) of the whole lines of an items file; a line that is not an item record,
+    or a key recorded twice, is a ResultsCorruptError naming the line and what to do."""
+    out: list[tuple[int, dict]] = []
+    seen: dict[str, int] = {}
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("key"), str) and "record" in row):
+            raise ResultsCorruptError(
+                f"{path} line {n} is not an item record ({line[:80]!r}); the file was changed by something other "
+                "than the bench. Remove that line (its item then reruns) or move the folder away to start afresh"
+            )
+        key = row["key"]
+        if key in seen:
+            raise ResultsCorruptError(
+                f"{path}: item {key!r} is recorded twice (lines {seen[key]} and {n}): results of two runs were mixed "
+                "in this folder. Keep one of the lines, or move the folder away to start afresh"
+            )
+        seen[key] = n
+        out.append((n, row))
+    return out
+
+
 class ItemStore:
     """Append-only JSONL of finished items (``<folder>/<shard>.jsonl``); open it under a FolderLock.
 
@@ -213,25 +239,7 @@ class ItemStore:
         except OSError as e:
             raise ResultsWriteError(f"cannot read {self.path}: {e.strerror or e}") from None
         *complete, tail = data.split(b"\n")
-        rows: dict[str, dict] = {}
-        where: dict[str, int] = {}
-        for n, line in enumerate(complete, 1):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            if not (isinstance(row, dict) and isinstance(row.get("key"), str) and "record" in row):
-                raise ResultsCorruptError(
-                    f"{self.path} line {n} is not an item record ({line[:80]!r}); the file was changed by something other "
-                    "than the bench. Remove that line (its item then reruns) or move the folder away to start afresh"
-                )
-            key = row["key"]
-            if key in rows:
-                raise ResultsCorruptError(
-                    f"{self.path}: item {key!r} is recorded twice (lines {where[key]} and {n}): results of two runs were mixed "
-                    "in this folder. Keep one of the lines, or move the folder away to start afresh"
-                )
-            rows[key], where[key] = row, n
+        rows = {row["key"]: row for _, row in item_rows(complete, self.path)}
         if tail:
             self.log(f"{self.path}: cut off a torn last line ({len(tail)} bytes of an item interrupted mid-write); that item reruns")
             try:

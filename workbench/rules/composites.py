@@ -43,7 +43,7 @@ the classic one does, and its input relevance sums to ~ -6e4 F(x). EpsilonPlusFl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
