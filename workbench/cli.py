@@ -113,25 +113,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     for a in axioms or ():
         get_axiom(a)  # unknown names fail before any work
     activations = tuple(args.activations.split(",")) if args.activations else None
-    common = dict(axioms=axioms, examples=args.examples if args.examples is not None else 60, seed=args.seed, kind=args.kind, activations=activations, dtype=_dtype(args.dtype), save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds, shrink=args.shrink)
-    if args.all:
-        if args.option:
-            raise WorkbenchError("--option applies to one method, not to --all")
-        methods = [_resolve_method(n, {}) for n in MATRIX_METHODS]
-    elif args.method:
-        methods = [_resolve_method(args.method, _parse_options(args.option))]
-    else:
-        raise WorkbenchError("name a method (see `workbench methods`) or use --all")
+    common = dict(axioms=axioms, examples=args.examples if args.examples is not None else 60, seed=args.seed, kind=args.kind, activations=activations, dtype=_dtype(args.dtype), save_dir=args.out, shrink_seconds=args.shrink_seconds, shrink=args.shrink)
     reports: list = []
     interrupted = False
-    try:
-        for m in methods:
-            reports.append(check(m, **common))
-    except KeyboardInterrupt as stop:  # the method being checked keeps its finished verdicts
-        interrupted = True
-        partial = getattr(stop, "report", None)
-        if partial is not None:
-            reports.append(partial)
+    if args.all:
+        from .check_pool import check_methods
+
+        if args.option:
+            raise WorkbenchError("--option applies to one method, not to --all")
+        methods = list(MATRIX_METHODS)
+        try:  # one process per core; each method's check is seeded alone, so the reports are those of one process
+            for report in check_methods(methods, jobs=args.jobs, progress=say, **common):
+                reports.append(report)
+        except KeyboardInterrupt as stop:
+            interrupted = True
+            reports = list(getattr(stop, "reports", reports))
+    elif args.method:
+        methods = [_resolve_method(args.method, _parse_options(args.option))]
+        try:
+            reports.append(check(methods[0], progress=say, **common))
+        except KeyboardInterrupt as stop:  # the method being checked keeps its finished verdicts
+            interrupted = True
+            partial = getattr(stop, "report", None)
+            if partial is not None:
+                reports.append(partial)
+    else:
+        raise WorkbenchError("name a method (see `workbench methods`) or use --all")
     shown = [r for r in reports if r.verdicts]
     if shown:
         print(render_reports(shown, args.format, matrix=bool(args.all)))
@@ -326,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     c.add_argument("--option", action="append", default=[], help="method option key=value (repeatable)")
     c.add_argument("--out", default="counterexamples", help="where counterexample files go")
+    c.add_argument("--jobs", type=int, help="with --all: processes checking methods side by side (default: one per core; the result is the same)")
     c.add_argument("--shrink", default="unexpected", choices=["unexpected", "all", "none"], help="which failures are shrunk and saved (default: claimed ones)")
     c.add_argument("--shrink-seconds", type=float, help="optional wall-clock cap per shrink (default none: shrinking counts evaluations)")
     _add_format(c)
