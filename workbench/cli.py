@@ -154,7 +154,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             rest = [a for a in asked if a not in {v.axiom for r in reports for v in r.verdicts}]
             todo = f"to finish: workbench check {args.method} --axioms {','.join(rest)}" if rest else "all verdicts finished"
-        print(f"interrupted: {finished} of {len(methods) * len(asked)} verdicts finished (shown above); {todo}", file=sys.stderr)
+        shown_note = " (shown above)" if finished else ""
+        print(f"interrupted: {finished} of {len(methods) * len(asked)} verdicts finished{shown_note}; {todo}", file=sys.stderr)
         return 130
     failed = [(r.method, v.axiom, v.counterexample) for r in reports for v in r.verdicts if v.unexpected and v.status == "fails"]
     for m, a, path in failed:
