@@ -183,11 +183,15 @@ def _check_network(args: argparse.Namespace, say) -> int:
     from .report_views import render_reports
 
     print(render_reports([report], args.format, matrix=False))
-    failed = [v for v in report.verdicts if v.unexpected]
+    failed = [v for v in report.verdicts if v.unexpected and v.status == "fails"]
     for v in failed:
         print(f"\nclaimed axiom failed: {report.method} / {v.axiom}; counterexample: {v.counterexample} "
               f"(replay: workbench replay FILE --weights {args.weights})", file=sys.stderr)
-    return 1 if failed else 0
+    errors = [v for v in report.verdicts if v.status == "error"]
+    for v in errors:
+        print(f"error: {report.method} / {v.axiom}: {v.note}", file=sys.stderr)
+    breached = [v for v in report.verdicts if v.status == "contract"]
+    return 2 if errors else (1 if failed or breached else 0)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

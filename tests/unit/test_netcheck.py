@@ -162,3 +162,13 @@ def test_python_api_on_a_plain_model():
     assert "chunk_size=" in chunked.method and chunked.ok
     with pytest.raises(InputError, match="training mode"):
         workbench.check_network(FIXED_IG, model.train(), x, save_dir=None)
+
+
+def _raises(model, x, target, baseline):
+    raise RuntimeError("CUDA out of memory (simulated)")
+
+
+def test_a_raising_method_is_an_error_not_a_violation(net, tmp_path):
+    v = check_network(_raises, net, axioms=["completeness"], examples=3, save_dir=tmp_path).verdicts[0]
+    assert v.status == "error" and "out of memory" in v.note and v.counterexample is None
+    assert not list(tmp_path.iterdir())  # no "counterexample" of a crash

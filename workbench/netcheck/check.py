@@ -45,9 +45,9 @@ def _method(obj: Any, claims=None) -> Method:
     return as_method(obj, claims=claims)
 
 
-def _verdict(axiom: str, method: Method, holds, claimed: bool, residual: float, tolerance: float, cases: int, counterexample, note: str) -> Verdict:
+def _verdict(axiom: str, method: Method, holds, claimed: bool, residual: float, tolerance: float, cases: int, counterexample, note: str, status: str = "") -> Verdict:
     """A ``workbench.check.Verdict`` built by field name (the fixture checker's own type)."""
-    return Verdict(axiom=axiom, method=method.label, holds=holds, claimed=claimed, residual=residual, tolerance=tolerance, cases=cases, counterexample=counterexample, note=note)
+    return Verdict(axiom=axiom, method=method.label, holds=holds, claimed=claimed, residual=residual, tolerance=tolerance, cases=cases, counterexample=counterexample, note=note, status=status)
 
 
 def check_network_axiom(
@@ -75,17 +75,20 @@ def check_network_axiom(
     reason = axiom.applicable(net)
     if reason:
         return _verdict(axiom_name, method, None, is_claimed, math.nan, rtol, 0, None, reason)
-    state = {"worst": 0.0, "note": "", "applicable": 0, "reasons": [], "best": None, "spent": 0, "t0": None}
+    state = {"worst": 0.0, "note": "", "applicable": 0, "reasons": [], "best": None, "spent": 0, "t0": None, "error": ""}
 
     def exhausted() -> bool:
         return state["t0"] is not None and (state["spent"] >= shrink_evaluations or time.monotonic() - state["t0"] > shrink_seconds)
 
     def violated(choice: dict) -> bool:
-        if exhausted():
+        if exhausted() or state["error"]:
             return False
         if state["t0"] is not None:
             state["spent"] += 1
         outcome = axiom.run(method, axiom.build(net, choice), rtol)
+        if outcome.error:  # the method raised: its error, not a violation of the axiom
+            state["error"] = outcome.error
+            return False
         if outcome.applicable:
             state["applicable"] += 1
             if not outcome.violated and outcome.residual > state["worst"]:
@@ -112,6 +115,8 @@ def check_network_axiom(
         if state["best"] is None:
             raise
     found = state["best"] if state["best"] is not None else found
+    if state["error"]:
+        return _verdict(axiom_name, method, None, is_claimed, math.nan, rtol, state["applicable"], None, f"method raised {state['error']}", "error")
     if found is None:
         if state["applicable"] == 0:
             why = state["reasons"][0] if state["reasons"] else "no applicable case was drawn"
@@ -119,6 +124,11 @@ def check_network_axiom(
         return _verdict(axiom_name, method, True, is_claimed, state["worst"], rtol, state["applicable"], None, state["note"])
     case = axiom.build(net, found)
     outcome = axiom.run(method, case, rtol)
+    if outcome.error:
+        return _verdict(axiom_name, method, None, is_claimed, math.nan, rtol, state["applicable"], None, f"method raised {outcome.error}", "error")
+    if not outcome.violated:
+        return _verdict(axiom_name, method, None, is_claimed, math.nan, rtol, state["applicable"], None,
+                        f"nondeterministic: a violation did not repeat when re-run (residual {outcome.residual:.3g})", "contract")
     path = None if save_dir is None else str(save_network_counterexample(save_dir, method, net, axiom_name, found, outcome))
     where = case.params.get("where")
     note = f"{case.params['transform']} at {where}: " if where else ""
@@ -237,6 +247,7 @@ def _network_file_schema() -> dict:
                 "oneOf": [scalar, {"type": "object", "maxProperties": 4, "additionalProperties": scalar}]}},
             "outcome": {"type": "object", "maxProperties": 8, "properties": {
                 "tolerance": {"type": "number", "minimum": 0}, "note": {"type": "string", "maxLength": 10_000},
+                "residual": {"oneOf": [{"type": "number"}, {"type": "string", "maxLength": 16}]},
                 "error": {"type": "string", "maxLength": 10_000}},
                         "required": ["tolerance"], "additionalProperties": scalar},
         },

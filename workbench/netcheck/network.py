@@ -40,7 +40,7 @@ def load_checkpoint(arch: str, weights: Union[str, Path]) -> nn.Module:
 
     obj = read_checkpoint(p)  # tensors only (torch.load weights_only=True, or .safetensors): runs no code
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise InputError(f"{weights} does not hold a state dict of tensors; save model.state_dict()")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     # built on the meta device and given the checkpoint's tensors (assign=True): no random
