@@ -37,6 +37,7 @@ import torch
 
 from . import __version__
 from .axioms import Case, Outcome, get_axiom
+from .axioms.base import not_applicable
 from .errors import InputError, UntrustedCodeError, WorkbenchError
 from .methods.base import CallableMethod, Method, as_method
 from .nets import spec as S
@@ -110,6 +111,16 @@ def _finite_float(text: str) -> float:
     return v
 
 
+#: the largest magnitude of a number in a replay file (integer or array entry); float32's range is ~3.4e38
+MAX_MAGNITUDE = 1e30
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 30:
+        raise ValueError(f"integer {text[:20]}... has more than 30 digits")
+    return int(text)
+
+
 def _refuse_constant(text: str) -> Any:
     raise ValueError(f"non-finite number {text} (NaN and Infinity are not allowed)")
 
@@ -131,14 +142,17 @@ def read_json_document(path: Union[str, Path], limits: ReplayLimits = LIMITS) ->
     """A JSON file from someone else: size, finite numbers and nesting bounded. Raises InputError."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > limits.max_bytes:
-            raise _bad(path, f"{size} bytes, more than the {limits.max_bytes} a replay file may have")
-        text = p.read_bytes().decode("utf-8")
+        if not p.is_file():  # a FIFO or device reports size 0 and never ends
+            raise InputError(f"cannot read counterexample file {path}: not a regular file")
+        with p.open("rb") as fh:
+            raw = fh.read(limits.max_bytes + 1)  # bounded whatever stat() said
+        if len(raw) > limits.max_bytes:
+            raise _bad(path, f"more than the {limits.max_bytes} bytes a replay file may have")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read counterexample file {path}: {e}") from None
     try:
-        data = json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant)
     except RecursionError:
         raise _bad(path, f"JSON nested too deeply (more than {limits.max_depth} levels allowed)") from None
     except ValueError as e:  # JSONDecodeError, huge integers, non-finite numbers
@@ -187,6 +201,8 @@ def _shape(nested: Any, what: str, limits: ReplayLimits, path: Any) -> tuple:
         level = nxt
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in level):
         raise _bad(path, f"{what} holds something other than numbers")
+    if any(abs(v) > MAX_MAGNITUDE for v in level):
+        raise _bad(path, f"{what} holds a number beyond +-{MAX_MAGNITUDE:g} (it would overflow or become inf)")
     return tuple(shape)
 
 
@@ -375,6 +391,9 @@ def replay(path: Union[str, Path], method: Any = None, *, trust_callable: bool =
     case = _build_case(data, specs, path)
     axiom = get_axiom(data["axiom"])
     tol = float(data["outcome"]["tolerance"])
+    reason = axiom.degenerate(m, case)
+    if reason:  # as the checker judges it: a case on a kink or tie is no evidence for this method
+        return not_applicable(reason), case, m
     watched = _Watched(m)
     try:
         outcome = axiom.evaluate(watched, case, tol)  # type: ignore[arg-type]

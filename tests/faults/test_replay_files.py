@@ -3,6 +3,7 @@ allocated, and never a source of code unless the user names it. Every malformed 
 WorkbenchError (exit status 2), never a traceback and never a "VIOLATED" verdict."""
 
 import copy
+import os
 import json
 import subprocess
 import sys
@@ -146,6 +147,9 @@ MALFORMED = [
     ("params ragged array", lambda d: d["case"].update(params={"x2": [[1.0], [2.0, 3.0]]})),
     ("dummy without feature", _set(["axiom"], "dummy")),
     ("symmetry index out of range", lambda d: d.update(axiom="symmetry") or d["case"].update(params={"i": 0, "j": 99})),
+    ("400-digit integer in x", _set(["case", "x"], [[10**400, -0.5]])),
+    ("400-digit tolerance", _set(["outcome", "tolerance"], 10**400)),
+    ("number beyond float32", lambda d: d.update(dtype="float32") or d["case"].update(x=[[1e39, -0.5]])),
 ]
 
 
@@ -174,6 +178,13 @@ def test_every_malformed_file_is_a_clear_error_and_exit_2(name, mutation, base, 
     assert main(["replay", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("workbench: error:") and "Traceback" not in err
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path):
+    fifo = tmp_path / "replay.json"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_counterexample(fifo)
 
 
 def test_a_file_over_the_byte_limit_is_refused_unread(base, tmp_path):
