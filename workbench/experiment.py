@@ -466,12 +466,14 @@ def run(
 
 def _remove_new_folder(created: list[Path], items: Path) -> None:
     """Remove the folders a failed run created (innermost first), unless some item was recorded."""
+    folder = created[-1]
     try:
-        if items.exists() and items.stat().st_size > 0:
-            return  # another run recorded items here meanwhile: not ours to remove
+        # a recorded item of any shard (runs writing other shards share a folder): not ours alone
+        if any(p.stat().st_size > 0 for p in folder.glob("*.jsonl")):
+            return
     except OSError:
         return
-    shutil.rmtree(created[-1], ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     for folder in reversed(created[:-1]):
         try:
             folder.rmdir()  # only when empty

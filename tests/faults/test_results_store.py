@@ -417,3 +417,16 @@ def test_cli_refuses_a_held_folder_and_exports(tmp_path, capsys, monkeypatch):
     assert main(args + ["--export", str(tmp_path / "items.csv")]) == 0
     assert "exported 3 items" in capsys.readouterr().out
     assert (tmp_path / "items.csv").read_text().startswith("key,seconds,commit,dirty")
+
+
+def test_a_failed_run_keeps_a_folder_holding_another_shards_items(tmp_path):
+    from workbench.experiment import _remove_new_folder
+
+    root, folder = tmp_path / "runs", tmp_path / "runs" / "exp"
+    folder.mkdir(parents=True)
+    (folder / "b.jsonl").write_text('{"key": "1", "record": {}}\n')  # another run's shard
+    _remove_new_folder([root, folder], folder / "a.jsonl")
+    assert (folder / "b.jsonl").exists()
+    (folder / "b.jsonl").unlink()
+    _remove_new_folder([root, folder], folder / "a.jsonl")
+    assert not root.exists()
