@@ -12,6 +12,7 @@ import torch
 from hypothesis import assume, given, strategies as st
 
 import workbench
+from workbench.degenerate import degenerate_reason
 from workbench import strategies as wst
 from workbench.methods.modified_backprop import backward_through
 from workbench.nets import spec as S
@@ -80,9 +81,18 @@ LRP_OPTIONS = {"epsilon": 0.125, "gamma": 0.5, "alpha": 3.0, "beta": 2.0, "low":
 @given(case=cases())
 def test_lrp_composites_match_reference(composite, case):
     net, x, _, t = case
+    if _on_a_kink(net, x):
+        return
     # a large epsilon makes the stabilizer visible; box bounds that fit the drawn inputs
     a = workbench.method("lrp", composite=composite, **LRP_OPTIONS).attribute(net, x, target=t)
     _close(a, ref.lrp(net, x, t, composite, **LRP_OPTIONS))
+
+
+def _on_a_kink(net, x) -> bool:
+    """x puts a ReLU input at 0 (or a max-pool window in a tie): an unstabilized LRP denominator is
+    then round-off, and the engine (BatchNorm folded) and the reference amplify different last bits.
+    No evidence either way about the rules (workbench.degenerate)."""
+    return degenerate_reason({"f": net}, x, None) is not None
 
 
 @given(case=cases(), options=st.sampled_from([
@@ -96,6 +106,8 @@ def test_lrp_composites_match_reference(composite, case):
 def test_lrp_conventions_match_reference(case, options):
     """Bias in or out of the denominators, a stabilizer on every rule, per-channel zB bounds."""
     net, x, _, t = case
+    if _on_a_kink(net, x):
+        return
     comp, opts = options
     if isinstance(opts.get("low"), tuple) and (x.dim() != 4 or x.shape[1] != 2):
         opts = {**opts, "low": -2.0, "high": 2.0}  # per-channel bounds need a 2-channel image
