@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from workbench.nets import spec
+from workbench.nets import randomize as NR
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, object]:
@@ -27,8 +27,8 @@ def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[
 
 
 def randomize_affine(model: nn.Module, seed: int = 0) -> nn.Module:
-    """``workbench.nets.spec.randomize_affine`` with a seeded generator (random biases, BN stats)."""
-    return spec.randomize_affine(model, torch.Generator().manual_seed(seed))
+    """``workbench.nets.randomize.randomize_affine`` with a seeded generator (random biases, BN stats)."""
+    return NR.randomize_affine(model, torch.Generator().manual_seed(seed))
 
 
 def header(title: str) -> str:

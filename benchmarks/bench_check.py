@@ -90,7 +90,7 @@ def _subclasses(cls: type) -> list:
 
 
 def main(argv=None) -> int:
-    from workbench.cli import MATRIX_METHODS
+    from workbench.methods.registry import matrix_methods
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=60)
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    names = args.methods.split(",") if args.methods else list(MATRIX_METHODS)
+    names = args.methods.split(",") if args.methods else matrix_methods()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:

@@ -23,8 +23,8 @@ import torch
 import torchvision
 
 import workbench
-from workbench.autograd import target_gradients
-from workbench.fullgrad import full_gradients
+from workbench.core.autograd import target_gradients
+from workbench.methods.fullgrad import full_gradients
 
 from _common import header, randomize_affine
 

@@ -29,7 +29,7 @@ CHILD = r"""
 import json, resource, time, warnings, torch, torchvision
 torch.set_num_threads(int({threads}))
 import workbench
-from workbench.nets.spec import randomize_affine
+from workbench.nets.randomize import randomize_affine
 model = randomize_affine(torchvision.models.resnet18(weights=None), torch.Generator().manual_seed(0)).eval()
 g = torch.Generator().manual_seed(1)
 x = torch.rand(1, 3, {size}, {size}, generator=g) * 2 - 1

@@ -28,9 +28,9 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 import workbench
-from workbench.baselines import gaussian_blur
-from workbench.quadrature import quadrature
-from workbench.tolerance import rtol_for
+from workbench.paths.baselines import gaussian_blur
+from workbench.paths.quadrature import quadrature
+from workbench.core.tolerance import rtol_for
 
 from _common import header, randomize_affine
 
@@ -61,7 +61,7 @@ def torchvision_case(name: str, size: int, baseline: str, seed: int = 0):
 
 
 def digits_case(baseline: str, seed: int = 0):
-    from workbench.digits import digits_split, train_digits
+    from workbench.data.digits import digits_split, train_digits
 
     model, _ = train_digits()
     x = digits_split()[2][seed : seed + 1].to(next(model.parameters()).dtype)

@@ -15,7 +15,7 @@ For each resolution:
 
 For comparison, the reference code's pass count for the same run: per iteration 20 gradient passes,
 one forward whose graph is never used, the same line-search forwards and one forward for a plotted
-curve (REFERENCES.md).
+curve (the I-GOS reference implementation, Qi, Khorram & Fuxin, AAAI 2020).
 
 Run:  python benchmarks/bench_igos.py [--quick] [--size N] [--iterations N] [--repeats N] [--resolutions 7,14,28,56] [--threads N]
 """

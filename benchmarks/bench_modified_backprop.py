@@ -118,7 +118,7 @@ def main() -> None:
         rows.append((name, "guided backprop", f"{t_ours:.3f}", f"{t_peer:.3f}", f"{t_ours / t_peer:.2f}", f"{diff:.2e}", "", ""))
         t_grad, _ = timed(lambda: workbench.method("gradient").attribute(model, x, target=target), args.repeats)
         rows.append((name, "(plain gradient)", f"{t_grad:.3f}", "", "", "", "", ""))
-    from workbench.check import format_table
+    from workbench.check.search import format_table
 
     print(format_table(rows))
     print()

@@ -48,7 +48,7 @@ def fixtures(tmp: Path, arch: str, images: int, size: int) -> tuple[Path, Path]:
     import torchvision
     from PIL import Image
 
-    from workbench.nets.spec import randomize_affine
+    from workbench.nets.randomize import randomize_affine
 
     rng = np.random.default_rng(0)
     for c in range(2):

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench import experiment as X
-from workbench.data import image_source, torchvision_model
-from workbench.errors import InputError
-from workbench.fullgrad import full_gradients
-from workbench.nets.spec import randomize_affine
+from workbench.runner import experiment as X
+from workbench.data.sources import image_source, torchvision_model
+from workbench.core.errors import InputError
+from workbench.methods.fullgrad import full_gradients
+from workbench.nets.randomize import randomize_affine
 
 
 def smooth_copy(model: nn.Module) -> nn.Module:
@@ -91,7 +91,7 @@ class FullGradCompleteness(X.Experiment):
         return record
 
     def summarize(self, records: list[dict], ctx: X.Context) -> dict:
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         rows = []
         for arch, r in zip(self.items(), records):

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import workbench
-from workbench import baselines as B
-from workbench import experiment as X
+from workbench.paths import baselines as B
+from workbench.runner import experiment as X
 
 
 @X.register
@@ -93,7 +93,7 @@ class IGBaselines(X.ImageExperiment):
         names = list(self.baselines)
         stats = {n: {k: float(np.median([r["baselines"][n][k] for r in records])) for k in ("f_baseline", "delta_f", "residual", "blind_fraction")} for n in names}
         corr = {p: float(np.median([r["spearman"][p] for r in records])) for p in records[0]["spearman"]}
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         per_baseline = S.table(["baseline", "F(baseline)", "F(x) - F(b)", "residual", "blind"],
                                [[n, stats[n]["f_baseline"], stats[n]["delta_f"], stats[n]["residual"], stats[n]["blind_fraction"]] for n in names],

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 import workbench
-from workbench import experiment as X
-from workbench.errors import UnsupportedModelError
+from workbench.runner import experiment as X
+from workbench.core.errors import UnsupportedModelError
 
 
 @X.register
@@ -87,7 +87,7 @@ class IGConvergence(X.ImageExperiment):
                       "median_forwards": float(np.median([rec["passes"][t]["forwards"] for rec in records])),
                       "max_residual": float(np.max([rec["passes"][t]["residual"] for rec in records]))}
                   for t in records[0]["passes"]}
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         def grid(values, what):
             return S.table(["rule"] + [f"{n} steps" for n in steps], [[r] + [values[r][n] for n in steps] for r in rules], title=what)

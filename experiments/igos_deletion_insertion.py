@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 import workbench
-from workbench import experiment as X
+from workbench.runner import experiment as X
 from workbench.methods.igos import IGOS
-from workbench.methods.igos_comparison import CaseResult, case_result, paired_comparison
+from workbench.studies.igos_directions import CaseResult, case_result, paired_comparison
 from workbench.metrics import deletion_insertion, pixel_perturbation
 
 
@@ -106,7 +106,7 @@ class IGOSDeletionInsertion(X.ImageExperiment):
                 "igos_better_deletion": sum(v < 0 for v in diff_d),
                 "igos_better_insertion": sum(v > 0 for v in diff_i),
             }
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         areas = S.table(["method", "deletion (median)", "insertion (median)", "deletion (mean)", "insertion (mean)"],
                         [[name, row["deletion_median"], row["insertion_median"], row["deletion_mean"], row["insertion_mean"]]

@@ -3,7 +3,7 @@
 Claim: the negative-filtering methods (GBP, RectGrad, LRP z+ / DTD) combine the weights of
 activated neurons into a signal aligned with the input, far more than the plain gradient; the
 alignment holds layer by layer, exactly cascading through orthogonal equal-norm layers. See
-``workbench.alignment`` for the measures and our reconstruction of the two theorems.
+``workbench.studies.alignment`` for the measures and our reconstruction of the two theorems.
 
 Items are networks: ``isotropic-K`` and ``orthogonal-K`` re-draw the weights of ``random_model``
 (Gaussian N(0, 1/fan_in), or orthogonal rows of equal norm; zero biases, BatchNorm as identity)
@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 import workbench
-from workbench import alignment as A
-from workbench import experiment as X
-from workbench.data import image_source, load_model
+from workbench.studies import alignment as A
+from workbench.runner import experiment as X
+from workbench.data.sources import image_source, load_model
 from workbench.nets import spec as S
+from workbench.nets import randomize as NR
 
 SMALL_CNN = "small-cnn"
 
@@ -91,7 +92,7 @@ class InputAlignment(X.Experiment):
         else:
             kind, seed = key.rsplit("-", 1)
             x = self._batch(ctx, self.random_source, self.photos)
-            model = A.random_weights(self._template(ctx, x.shape[1]), ctx.seed_for(key), orthogonal=kind == "orthogonal")
+            model = NR.random_weights(self._template(ctx, x.shape[1]), ctx.seed_for(key), orthogonal=kind == "orthogonal")
         with torch.no_grad():
             target = model(x).argmax(1)
         record: dict = {"signal": {}, "map": {}, "layers": {}, "layer_names": []}
@@ -109,7 +110,7 @@ class InputAlignment(X.Experiment):
         labels = [workbench.method(m).label for m in self.methods]
         reference = labels[0]
         summary: dict = {"reference": reference, "kinds": {}}
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         tables, pvalues, notes = [], {}, []
         for kind in self.kinds:

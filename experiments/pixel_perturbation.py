@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 import workbench
-from workbench import experiment as X
+from workbench.runner import experiment as X
 from workbench.metrics import pixel_perturbation
-from workbench.pipeline import chunk_rows, with_chunk
+from workbench.data.pipeline import chunk_rows, with_chunk
 
 RANDOM = "random"
 
@@ -41,7 +41,7 @@ class PixelPerturbation(X.ImageExperiment):
     replacement: Union[float, str] = "mean"  # "mean" (per-channel mean of the images used) or a number
     score: str = "probability"  # "probability" or "logit"
     batch_size: int = 16
-    memory_budget: str = "2GB"  # bounds every pass: rows per pass measured on one probe (workbench.pipeline)
+    memory_budget: str = "2GB"  # bounds every pass: rows per pass measured on one probe (workbench.data.pipeline)
 
     def items(self) -> list[str]:
         keys = self.image_source().keys()
@@ -84,7 +84,7 @@ class PixelPerturbation(X.ImageExperiment):
     def summarize(self, records: list[dict], ctx: X.Context) -> dict:
         from scipy import stats
 
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         ks = [float(k) for k in self.percentages]
         per = {m: np.concatenate([np.asarray(r["changes"][m]) for r in records]) for m in self.methods}

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 import workbench
-from workbench import experiment as X
-from workbench.data import fresh_model, labeled_split
-from workbench.errors import InputError
+from workbench.runner import experiment as X
+from workbench.data.sources import fresh_model, labeled_split
+from workbench.core.errors import InputError
 from workbench.metrics.ranking import pixel_saliency, salience_ranks
-from workbench.training import TrainingConfig, accuracy, train_classifier
+from workbench.data.training import TrainingConfig, accuracy, train_classifier
 
 RANDOM = "random"
 
@@ -139,7 +139,7 @@ class RemoveAndRetrain(X.Experiment):
         mean = {m: {k: float(np.mean(v)) for k, v in acc[m].items()} for m in self.methods}
         # area under accuracy-vs-k (trapezoid, k from 0 with the clean accuracy): lower = better map
         area = {m: _area([0.0] + ks, [float(np.mean(clean))] + [mean[m][k] for k in ks]) for m in self.methods}
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         accuracy_table = S.table(["method"] + [f"{k:g}%" for k in ks] + ["area"],
                                  [[m] + [f"{mean[m][k]:.3f} +- {np.std(acc[m][k]):.3f}" for k in ks] + [area[m]] for m in self.methods],

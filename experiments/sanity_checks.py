@@ -5,7 +5,7 @@ negative-filtering methods' maps stay close to the trained model's maps, the gra
 Items are (mode, randomization seed, batch of images): the model's Linear/Conv layers are
 randomized top first, cumulatively (``cascading``) or one at a time (``independent``), and every
 method's map on each image is compared with its map on the trained model by Spearman rank
-correlation with and without absolute values, SSIM and HOG (``workbench.sanity``). The summary
+correlation with and without absolute values, SSIM and HOG (``workbench.studies.sanity``). The summary
 has per-layer medians, one-sided paired Wilcoxon tests of each method against the gradient at
 the top layer and with every layer randomized, and the per-layer plot (similarity against the
 randomized layer, one line per method) for each mode.
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import workbench
-from workbench import experiment as X
-from workbench import sanity as SN
+from workbench.runner import experiment as X
+from workbench.studies import sanity as SN
 
 
 @X.register
@@ -60,7 +60,7 @@ class SanityChecks(X.ImageExperiment):
         labels = [workbench.method(m).label for m in self.methods]
         reference = labels[0]
         out: dict = {"reference": reference, "modes": {}}
-        from workbench import experiment_summary as S
+        from workbench.runner import summary as S
 
         tables, pvalues, n_used = [], {}, 0
         for mode in self.modes:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from types import ModuleType
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import sympy
 
@@ -33,6 +34,30 @@ class Claim:
     statement: str
     assumptions: tuple[str, ...] = ()
     formula: str = ""
+
+
+_Test = TypeVar("_Test", bound=Callable)
+
+
+def twin_of(*proofs: ModuleType) -> Callable[[_Test], _Test]:
+    """Mark a property test as a numeric twin of the proofs (modules of ``workbench.proofs``) whose
+    statement it checks on the library's implementation::
+
+        from workbench.proofs import ig_linear
+        @twin_of(ig_linear)
+        def test_ig_of_a_linear_model_is_weight_times_delta(...): ...
+
+    The link lives on the test, so renaming or parametrizing it keeps it; ``registry.twins()``
+    finds the marks by reading the test files (no test code runs)."""
+    for proof in proofs:
+        if not isinstance(getattr(proof, "CLAIM", None), Claim):
+            raise TypeError(f"twin_of takes proof modules (each with a CLAIM), got {proof!r}")
+
+    def mark(test: _Test) -> _Test:
+        test.twin_of = tuple(proof.CLAIM.name for proof in proofs)  # type: ignore[attr-defined]
+        return test
+
+    return mark
 
 
 @dataclass(frozen=True)

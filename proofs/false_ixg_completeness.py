@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, gradient, pattern_text, patterns, symbols_mat, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, gradient, pattern_text, patterns, symbols_mat, symbols_vec
 
 CLAIM = Claim(
     name="false-ixg-completeness",

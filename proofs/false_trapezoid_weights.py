@@ -3,7 +3,7 @@ for constants.
 
 Nodes t_i = i/(n-1), i = 0..n-1, weights (1/n)(1/2, 1, ..., 1, 1/2). Exactness for constants is
 Q(1) = 1; the residual is Q(1) - 1 = -1/n, non-zero for every n: the rule loses a fraction 1/n of
-every integral (the 1/n relative completeness error measured in REFERENCES.md). Reported as not
+every integral (the 1/n relative completeness error that ``workbench check workbench.peers:captum_ig_trapezoid`` measures). Reported as not
 proved with that residual.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sympy
 
-from .base import Claim, Proof, ProofResult
-from .quadrature_exactness import broken_trapezoid, nonzero_for_all
+from workbench.proofs.base import Claim, Proof, ProofResult
+from workbench.proofs.quadrature_exactness import broken_trapezoid, nonzero_for_all
 
 CLAIM = Claim(
     name="false-trapezoid-weights",

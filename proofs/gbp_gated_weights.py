@@ -1,7 +1,7 @@
 """Guided Backprop on a one-hidden-layer ReLU network is a sum of positively gated weight vectors.
 
 f = v^T relu(W x + b) with 2 inputs and 3 hidden units, all symbolic. Guided Backprop runs the
-backward pass with the rule g_z = 1[z > 0] 1[g_a > 0] g_a at each ReLU (REFERENCES.md): the
+backward pass with the rule g_z = 1[z > 0] 1[g_a > 0] g_a at each ReLU (Springenberg et al. 2015): the
 incoming signal at hidden unit j is g_a_j = v_j, so GBP(x) = W^T g_z
 = sum_j 1[z_j > 0] 1[v_j > 0] v_j W_j (Zheng et al. 2025's starting observation: only weights of
 activated units with positive outgoing weight survive). Corollary (the dummy axiom GBP claims): an
@@ -20,7 +20,7 @@ import itertools
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, gradient, symbols_mat, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, gradient, symbols_mat, symbols_vec
 
 CLAIM = Claim(
     name="gbp-gated-weights",

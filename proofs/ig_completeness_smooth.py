@@ -19,7 +19,7 @@ import itertools
 
 import sympy
 
-from .base import Claim, Proof, ProofResult
+from workbench.proofs.base import Claim, Proof, ProofResult
 
 CLAIM = Claim(
     name="ig-completeness-smooth",

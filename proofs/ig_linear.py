@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, gradient, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, gradient, symbols_vec
 
 CLAIM = Claim(
     name="ig-linear",

@@ -16,7 +16,17 @@ from __future__ import annotations
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, gradient, is_zero, pattern_text, patterns, symbols_mat, symbols_vec
+from workbench.proofs.base import (
+    Claim,
+    Proof,
+    ProofResult,
+    gradient,
+    is_zero,
+    pattern_text,
+    patterns,
+    symbols_mat,
+    symbols_vec,
+)
 
 CLAIM = Claim(
     name="lrp0-equals-input-x-gradient",

@@ -15,7 +15,7 @@ import itertools
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, symbols_mat, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, symbols_mat, symbols_vec
 
 CLAIM = Claim(
     name="lrp-epsilon-limit",

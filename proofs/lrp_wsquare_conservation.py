@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, symbols_mat, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, symbols_mat, symbols_vec
 
 CLAIM = Claim(
     name="lrp-wsquare-conservation",

@@ -16,7 +16,7 @@ import itertools
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, symbols_vec
 
 CLAIM = Claim(
     name="lrp-zplus-conservation",

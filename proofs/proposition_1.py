@@ -1,6 +1,6 @@
 """FullGrad's Proposition 1, by a symbolic construction (our reconstruction; see below).
 
-Setting (Srinivas & Fleuret 2019, as summarised in REFERENCES.md): f is piecewise linear,
+Setting (Srinivas & Fleuret, NeurIPS 2019, Section 3): f is piecewise linear,
 f(x) = w_i . x + b_i on open regions U_i, x in R^D; a saliency map S(x) has D entries.
 * weak dependence: on a region U_i, S depends on x only through that region's (w_i, b_i):
   S(x) = sigma(w_i, b_i) for x in U_i;
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, symbols_vec
+from workbench.proofs.base import Claim, Proof, ProofResult, symbols_vec
 
 CLAIM = Claim(
     name="proposition-1",

@@ -19,7 +19,7 @@ from typing import Callable
 
 import sympy
 
-from .base import Claim, Proof, ProofResult, is_zero
+from workbench.proofs.base import Claim, Proof, ProofResult, is_zero
 
 CLAIM = Claim(
     name="quadrature-exactness",
@@ -39,7 +39,7 @@ CLAIM = Claim(
     ),
 )
 
-#: the exactness degree proved here for each rule of ``workbench.quadrature``, as a function of the
+#: the exactness degree proved here for each rule of ``workbench.paths.quadrature``, as a function of the
 #: number of nodes n; Gauss-Legendre is proved for n <= GAUSS_LEGENDRE_PROVED_UP_TO only
 PROVED_DEGREE = {
     "left": lambda m: 0,
@@ -103,7 +103,7 @@ def gauss_legendre_rule(m: int) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
 
 
 def rule_nodes(name: str, m: int) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
-    """Exact nodes and weights of the rule `name` (as named in ``workbench.quadrature``) with m
+    """Exact nodes and weights of the rule `name` (as named in ``workbench.paths.quadrature``) with m
     nodes, as this proof defines them (for the property-test twin to compare with the library)."""
     k = range(m)
     if name == "left":

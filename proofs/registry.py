@@ -3,35 +3,40 @@ claims that rest on it; and the ledger that says what backs every axiom a built-
 
 * ``CLAIMS``: one ``ClaimEntry`` per proof module. ``expected`` is True for claims that must be
   proved and False for the deliberately false ones (which must come out NOT proved, with their
-  residual). ``twins`` are the pytest node ids of the property tests that check the same
-  statement numerically on the library's implementation. ``backs`` lists the (method label,
+  residual). ``twins`` are the property tests that check the same statement numerically on the
+  library's implementation: each is marked ``@twin_of(proof module)`` (``base.twin_of``), and
+  ``twins()`` finds the marks in the test files. ``backs`` lists the (method label,
   axiom) claims of built-in methods that the proof supports; ``refutes`` the (method label,
   axiom) claims that a false claim shows no built-in may make; ``not_jointly`` axioms that no
   single built-in may claim together (Proposition 1).
-* ``METHOD_CLAIM_TESTS``: (method label, axiom) -> node ids of property tests that check a
-  built-in method's claimed axiom numerically (the checker's Hypothesis search).
+* Every (label, axiom) that an audited configuration claims (``workbench.methods.audited_methods``:
+  the method registry is the one source of truth) has a generated property test,
+  ``claim_test(label, axiom)`` (the checker's Hypothesis search on drawn networks).
 * ``KNOWN_VIOLATIONS``: claimed (method label, axiom) pairs that the property tests show to be
   false (library defects reported, not yet fixed); their property tests are strict xfails while
   the defect reproduces, and the report flags them.
 
 ``unbacked(methods)`` returns the claimed (label, axiom) pairs with neither a proof nor a
-property test; the meta-test in ``tests/proofs`` requires it to be empty for the built-ins.
+property test (a configuration outside the audit); ``contradicted(methods)`` the claims that a
+registered proof refutes.
 Method labels are ``Method.label``: the name plus the non-default options, e.g.
 ``lrp[composite=zero]``.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Optional
 
-from .base import ProofResult
+from workbench.methods.registry import audited_methods
+from workbench.proofs.base import ProofResult
 
 Pair = tuple[str, str]  # (method label, axiom)
 
-_TWINS = "tests/properties/test_proof_twins.py"
-_CLAIM_TESTS = "tests/properties/test_proof_twins_claims.py::test_claimed_axiom_holds"
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,15 @@ class ClaimEntry:
     name: str
     module: str
     statement: str
-    twins: tuple[str, ...]
     backs: tuple[Pair, ...] = ()
     refutes: tuple[Pair, ...] = ()
     not_jointly: tuple[str, ...] = ()
     expected: bool = True
+
+    @property
+    def twins(self) -> tuple[str, ...]:
+        """The property tests marked ``@twin_of`` this claim's proof (``twins()``)."""
+        return twins().get(self.name, ())
 
     @property
     def axioms(self) -> tuple[str, ...]:
@@ -59,63 +68,38 @@ class ClaimEntry:
         return self.load().prove()
 
 
-def _entry(module: str, *, twins: tuple[str, ...], backs: tuple[Pair, ...] = (), refutes: tuple[Pair, ...] = (),
+def _entry(module: str, *, backs: tuple[Pair, ...] = (), refutes: tuple[Pair, ...] = (),
            not_jointly: tuple[str, ...] = (), expected: bool = True) -> ClaimEntry:
-    claim = importlib.import_module(f"proofs.{module}").CLAIM
-    return ClaimEntry(claim.name, f"proofs.{module}", claim.statement, twins, backs, refutes, not_jointly, expected)
+    claim = importlib.import_module(f"workbench.proofs.{module}").CLAIM
+    return ClaimEntry(claim.name, f"workbench.proofs.{module}", claim.statement, backs, refutes, not_jointly, expected)
 
 
 _ENTRIES = (
     _entry(
         "ig_completeness_smooth",
-        twins=(
-            f"{_TWINS}::test_ig_on_smooth_networks_is_complete",
-            "tests/properties/test_integrated_gradients.py::test_ig_completeness_on_smooth_networks",
-        ),
         backs=(("integrated-gradients", "completeness"), ("expected-gradients", "completeness")),
     ),
     _entry(
         "ig_linear",
-        twins=("tests/properties/test_integrated_gradients.py::test_ig_of_a_linear_model_is_weight_times_delta",),
     ),
     _entry(
         "quadrature_exactness",
-        twins=(
-            f"{_TWINS}::test_library_rules_state_the_proved_degree",
-            "tests/properties/test_quadrature.py::test_exact_up_to_stated_degree",
-            "tests/properties/test_quadrature.py::test_not_exact_beyond_degree",
-        ),
         backs=(("integrated-gradients", "completeness"), ("expected-gradients", "completeness")),
     ),
     _entry(
         "false_trapezoid_weights",
-        twins=("tests/properties/test_quadrature.py::test_broken_trapezoid_is_caught_by_the_same_properties",),
         expected=False,
     ),
     _entry(
         "fullgrad_decomposition",
-        twins=(
-            f"{_TWINS}::test_full_gradient_decomposition_with_batchnorm_implicit_bias",
-            "tests/properties/test_fullgrad_properties.py::test_relu_decomposition_is_exact",
-        ),
         backs=(("full-gradients", "full-gradient-completeness"),),
     ),
     _entry(
         "proposition_1",
-        twins=(
-            f"{_TWINS}::test_weakly_dependent_maps_cannot_see_a_bias_shift",
-            f"{_TWINS}::test_linear_sigma_has_a_colliding_pair_of_pieces",
-        ),
         not_jointly=("completeness", "weak-dependence"),
     ),
     _entry(
         "gradient_weak_dependence",
-        twins=(
-            f"{_TWINS}::test_gradient_is_constant_on_a_linear_region",
-            f"{_TWINS}::test_ig_varies_inside_one_region",
-            "tests/properties/test_fullgrad_properties.py::test_weak_dependence_passes_good_and_catches_bad[grad-vs-ixg]",
-            "tests/properties/test_fullgrad_properties.py::test_weak_dependence_passes_good_and_catches_bad[fullgrads-vs-ig]",
-        ),
         backs=(("gradient", "weak-dependence"), ("full-gradients", "weak-dependence")),
         refutes=(
             ("integrated-gradients", "weak-dependence"),
@@ -126,46 +110,32 @@ _ENTRIES = (
     ),
     _entry(
         "lrp0_equals_input_x_gradient",
-        twins=(f"{_TWINS}::test_lrp0_is_input_times_gradient_on_bias_free_relu_networks",),
         backs=(("lrp[composite=zero]", "conservation"),),
     ),
     _entry(
         "lrp_zplus_conservation",
-        twins=(f"{_TWINS}::test_zplus_rule_conserves_on_non_negative_inputs",),
         # in dtd-w2 every z+ layer meets z+_j > 0 wherever relevance arrives (bias-free, F > 0)
         backs=(("lrp[composite=dtd-w2]", "conservation"),),
     ),
     _entry(
         "lrp_wsquare_conservation",
-        twins=(f"{_TWINS}::test_wsquare_rule_conserves",),
         # at dtd-w2's input layer a unit with an all-zero weight row has z = 0 and gets no relevance
         # from the z+ layer above (w-square at every layer does not conserve: it claims nothing)
         backs=(("lrp[composite=dtd-w2]", "conservation"),),
     ),
     _entry(
         "lrp_epsilon_limit",
-        twins=(f"{_TWINS}::test_epsilon_rule_tends_to_lrp0",),
     ),
     _entry(
         "deeplift_rescale_summation",
-        twins=(
-            f"{_TWINS}::test_deeplift_sums_to_delta_on_two_layer_networks",
-            "tests/unit/test_rules_engine.py::test_deeplift_completeness_through_the_checker",
-        ),
         backs=(("deeplift", "completeness"),),
     ),
     _entry(
         "gbp_gated_weights",
-        twins=(f"{_TWINS}::test_guided_backprop_is_the_sum_of_positively_gated_weight_vectors[False]",),
         backs=(("guided-backprop", "dummy"),),
     ),
     _entry(
         "false_ixg_completeness",
-        twins=(
-            f"{_TWINS}::test_input_x_gradient_completeness_residual_is_the_bias_contribution",
-            f"{_TWINS}::test_input_x_gradient_completeness_fails_on_the_proof_witness",
-            "tests/properties/test_axioms_both_ways.py::test_input_x_gradient_completeness_holds_without_biases_only",
-        ),
         refutes=(("input-x-gradient", "completeness"),),
         expected=False,
     ),
@@ -174,35 +144,15 @@ _ENTRIES = (
 CLAIMS: dict[str, ClaimEntry] = {e.name: e for e in _ENTRIES}
 
 
-def _claim_tests(label: str, axioms: Iterable[str]) -> dict[Pair, tuple[str, ...]]:
-    return {(label, a): (f"{_CLAIM_TESTS}[{label}-{a}]",) for a in axioms}
+#: the property test generated for every claimed (label, axiom) of the audited configurations
+#: (``workbench.methods.audited_methods``): the checker's search on drawn networks
+CLAIM_TEST = "tests/properties/test_proof_twins_claims.py::test_claimed_axiom_holds"
 
 
-#: property tests of built-in method claims (the checker's search on drawn networks), by (label, axiom)
-METHOD_CLAIM_TESTS: dict[Pair, tuple[str, ...]] = {
-    **_claim_tests("deconvnet", ["dummy"]),
-    **_claim_tests("deeplift", ["completeness", "dummy"]),
-    **_claim_tests("expected-gradients", ["completeness", "dummy", "implementation-invariance", "sensitivity-a", "symmetry"]),
-    **_claim_tests("full-gradients", ["full-gradient-completeness", "weak-dependence"]),
-    **_claim_tests("gradient", ["dummy", "implementation-invariance", "linearity", "symmetry", "weak-dependence"]),
-    **_claim_tests("guided-backprop", ["dummy"]),
-    **_claim_tests("input-x-gradient", ["dummy", "implementation-invariance", "linearity", "symmetry"]),
-    **_claim_tests("integrated-gradients", ["completeness", "dummy", "implementation-invariance", "sensitivity-a", "symmetry"]),
-    **_claim_tests("integrated-gradients[rule=exact]", ["completeness", "dummy", "implementation-invariance", "linearity", "sensitivity-a", "symmetry"]),
-    **_claim_tests("integrated-gradients[tolerance=None]", ["dummy", "implementation-invariance", "linearity", "symmetry"]),
-    **_claim_tests("rectgrad", ["dummy"]),
-    **_claim_tests("smoothgrad", ["dummy", "implementation-invariance", "linearity"]),
-    **{
-        pair: ids
-        for c in ("alpha-beta", "dtd-w2", "dtd-zb", "epsilon", "epsilon-alpha2-beta1", "epsilon-gamma-box", "epsilon-plus", "gamma", "w-square", "zero", "zplus")
-        for pair, ids in _claim_tests(f"lrp[composite={c}]", ["dummy"]).items()
-    },
-    **{
-        pair: ids
-        for c in ("dtd-w2", "dtd-zb", "zero")
-        for pair, ids in _claim_tests(f"lrp[composite={c}]", ["conservation"]).items()
-    },
-}
+def claim_test(label: str, axiom: str) -> str:
+    """The node id of the generated property test of `label`'s claim of `axiom`."""
+    return f"{CLAIM_TEST}[{label}-{axiom}]"
+
 
 #: claimed pairs the property tests show to be false: library defects, reported (see the note)
 KNOWN_VIOLATIONS: dict[Pair, str] = {}  # none: claims found false are withdrawn (flat and w-square conservation were)
@@ -229,7 +179,8 @@ def backing(label: str, axiom: str) -> Backing:
     """The proofs and property tests that back `label`'s claim of `axiom`."""
     pair = (label, axiom)
     proofs = tuple(e.name for e in CLAIMS.values() if e.expected and pair in e.backs)
-    return Backing(label, axiom, proofs, METHOD_CLAIM_TESTS.get(pair, ()), KNOWN_VIOLATIONS.get(pair))
+    tests = (claim_test(label, axiom),) if pair in set(claimed_pairs(audited_methods())) else ()
+    return Backing(label, axiom, proofs, tests, KNOWN_VIOLATIONS.get(pair))
 
 
 def claimed_pairs(methods: Iterable) -> list[Pair]:
@@ -257,26 +208,48 @@ def contradicted(methods: Iterable) -> list[tuple[str, str, str]]:
     return out
 
 
-def audited_methods() -> list:
-    """The built-in configurations whose claims the meta-test audits: every method in its default
-    configuration (``workbench.methods()``), the other integrated-gradients modes, every LRP composite."""
-    import workbench
-    from workbench.rules.composites import composite_names
+@functools.lru_cache(maxsize=None)
+def twins(tests: Optional[Path] = None) -> dict[str, tuple[str, ...]]:
+    """Claim name -> node ids (``file::function``) of the tests marked ``@twin_of`` its proof,
+    found by reading the test files of a source checkout (`tests`: the repository's ``tests``
+    folder by default; none in an installed copy). No test code runs."""
+    root = tests if tests is not None else _checkout_tests()
+    if root is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("test_*.py")):
+        text = path.read_text()
+        if "twin_of(" not in text:
+            continue
+        tree = ast.parse(text)
+        modules = _proof_imports(tree)
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and getattr(dec.func, "id", getattr(dec.func, "attr", None)) == "twin_of":
+                    for arg in dec.args:
+                        module = modules.get(getattr(arg, "id", None))
+                        if module is None:
+                            raise ValueError(f"{path}: twin_of({ast.unparse(arg)}) names no imported proof module")
+                        node_id = f"{path.relative_to(root.parent).as_posix()}::{node.name}"
+                        out.setdefault(importlib.import_module(module).CLAIM.name, []).append(node_id)
+    return {k: tuple(v) for k, v in out.items()}
 
-    out = {m.name: workbench.method(m.name) for m in workbench.methods()}
-    for extra in [workbench.method("integrated-gradients", rule="exact"), workbench.method("integrated-gradients", tolerance=None)]:
-        out[extra.label] = extra
-    for c in composite_names():
-        m = workbench.method("lrp", composite=c)
-        out[m.label] = m
-    return list(out.values())
+
+def _checkout_tests() -> Optional[Path]:
+    root = Path(__file__).resolve().parent.parent
+    return root / "tests" if (root / "pyproject.toml").is_file() and (root / "tests" / "proofs").is_dir() else None
 
 
-def all_test_ids() -> list[str]:
-    """Every node id the registry names (twins and method-claim tests), without duplicates."""
-    ids = [t for e in CLAIMS.values() for t in e.twins]
-    ids += [t for tests in METHOD_CLAIM_TESTS.values() for t in tests]
-    return list(dict.fromkeys(ids))
+def _proof_imports(tree: ast.Module) -> dict[str, str]:
+    """Local name -> proof module for ``from workbench.proofs import a as b`` statements."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "workbench.proofs":
+            for alias in node.names:
+                out[alias.asname or alias.name] = f"workbench.proofs.{alias.name}"
+    return out
 
 
 def claims_for_axiom(axiom: str) -> list[ClaimEntry]:

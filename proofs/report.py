@@ -24,8 +24,8 @@ from typing import Optional, Sequence, Union
 
 import sympy
 
-from .base import ProofResult, Step
-from .registry import CLAIMS, KNOWN_VIOLATIONS, audited_methods, backing, claimed_pairs
+from workbench.proofs.base import ProofResult, Step
+from workbench.proofs.registry import CLAIMS, KNOWN_VIOLATIONS, audited_methods, backing, claimed_pairs
 
 DEFAULT_MD = Path("results/proofs.md")
 DEFAULT_JSON = Path("results/proofs.json")
@@ -73,7 +73,7 @@ def summary_line(results: Sequence[ProofResult]) -> str:
 
 
 def _table(results: Sequence[ProofResult]):
-    from workbench.render import Column, Table
+    from workbench.core.render import Column, Table
 
     cols = [Column("claim", "claim", wrap=True, min_width=20), Column("verdict", "verdict"), Column("expected", "expected"),
             Column("cases", "cases"), Column("status", "status")]
@@ -82,7 +82,7 @@ def _table(results: Sequence[ProofResult]):
 
 def summary_table(results: Sequence[ProofResult]) -> str:
     """Text table (100 columns): claim, verdict, expected, cases, status; then the summary line."""
-    from workbench.render import text
+    from workbench.core.render import text
 
     return text(_table(results))
 
@@ -241,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         print(f"unknown claim(s): {', '.join(unknown)}; known: {', '.join(CLAIMS)}", file=sys.stderr)
         return 2
-    from .registry import run
+    from workbench.proofs.registry import run
 
     start = time.perf_counter()
     results = run(args.names or None)
@@ -255,7 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(summary_table(results))
         print(f"report: {out} (proofs ran in {elapsed:.1f} s)")
     else:
-        from workbench.render import render
+        from workbench.core.render import render
 
         print(to_json(results) if as_json else markdown if args.format == "md" else render(_table(results), "html", title="workbench prove"))
         print(f"report: {out} (proofs ran in {elapsed:.1f} s)", file=sys.stderr)

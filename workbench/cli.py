@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 import time
@@ -13,29 +12,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from .errors import WorkbenchError
-
-#: the method x axiom matrix of ``workbench check --all``: every built-in in its default
-#: configuration plus the variants whose verdicts differ
-MATRIX_METHODS = (
-    "gradient",
-    "input-x-gradient",
-    "integrated-gradients",
-    "integrated-gradients[rule='exact']",
-    "integrated-gradients[tolerance=None,steps=8,rule='right']",
-    "smoothgrad",
-    "smoothgrad[base=integrated-gradients]",
-    "expected-gradients",
-    "full-gradients",
-    "fullgrad",
-    "gradcam",
-    "guided-backprop",
-    "rectgrad",
-    "lrp",
-    "lrp[composite='zero']",
-    "deeplift",
-)
-
+from workbench.core.options import assignments, literal
+from workbench.methods.registry import matrix_methods
+from workbench.core.errors import WorkbenchError
 
 def _progress(quiet: bool):
     start = time.monotonic()
@@ -48,21 +27,12 @@ def _progress(quiet: bool):
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
-    out = {}
-    for item in items or ():
-        key, eq, val = item.partition("=")
-        if not eq:
-            raise WorkbenchError(f"--option takes key=value, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(val)
-        except (ValueError, SyntaxError):
-            out[key] = val
-    return out
+    return {key: literal(value) for key, value in assignments(items or (), what="--option").items()}
 
 
 def _resolve_method(name: str, options: dict[str, Any]):
-    from .methods import parse_method
-    from .methods.base import as_method, import_callable
+    from workbench.methods import parse_method
+    from workbench.methods.base import as_method, import_callable
 
     if ":" in name and "[" not in name:
         if options:
@@ -70,16 +40,16 @@ def _resolve_method(name: str, options: dict[str, Any]):
         return as_method(import_callable(name))
     m = parse_method(name)
     if options:
-        from .methods import method
+        from workbench.methods import method
 
         m = method(m.name, **{**m.options, **options})
     return m
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from . import methods
-    from .expected_failures import REASONS
-    from .render import Column, Table, render
+    from workbench import methods
+    from workbench.check.expected_failures import REASONS
+    from workbench.core.render import Column, Table, render
 
     infos = methods()
     records = [{"name": i.name, "description": i.description, "claims": i.claims, "uses_baseline": i.uses_baseline,
@@ -102,9 +72,9 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .axioms import DEFAULT_AXIOMS, get_axiom
-    from .check import check
-    from .report_views import render_reports, write_heatmap, write_html
+    from workbench.axioms import DEFAULT_AXIOMS, get_axiom
+    from workbench.check.search import check
+    from workbench.check.views import render_reports, write_heatmap, write_html
 
     say = _progress(args.quiet)
     axioms = args.axioms.split(",") if args.axioms else None
@@ -117,11 +87,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     reports: list = []
     interrupted = False
     if args.all:
-        from .check_pool import check_methods
+        from workbench.check.pool import check_methods
 
         if args.option:
             raise WorkbenchError("--option applies to one method, not to --all")
-        methods = list(MATRIX_METHODS)
+        methods = matrix_methods()
         try:  # one process per core; each method's check is seeded alone, so the reports are those of one process
             for report in check_methods(methods, jobs=args.jobs, progress=say, **common):
                 reports.append(report)
@@ -172,7 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_network(args: argparse.Namespace, say) -> int:
     """``check METHOD --model ARCH --weights FILE --source DIR``: axioms on the user's network."""
-    from .netcheck import check_network, load_network
+    from workbench.check.network import check_network, load_network
 
     if args.all or not args.method or not (args.model and args.weights and args.source):
         raise WorkbenchError("a network check needs a METHOD and --model, --weights and --source together (not --all)")
@@ -180,7 +150,7 @@ def _check_network(args: argparse.Namespace, say) -> int:
     net = load_network(args.model, args.weights, args.source, images=args.images, size=args.size, seed=args.seed, dtype=_dtype(args.dtype), device=args.device or "cpu")
     axioms = args.axioms.split(",") if args.axioms else None
     report = check_network(_resolve_method(args.method, _parse_options(args.option)), net, axioms=axioms, examples=args.examples if args.examples is not None else 10, seed=args.seed, save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0, memory_budget=args.memory_budget)
-    from .report_views import render_reports
+    from workbench.check.views import render_reports
 
     print(render_reports([report], args.format, matrix=False))
     failed = [v for v in report.verdicts if v.unexpected and v.status == "fails"]
@@ -195,10 +165,10 @@ def _check_network(args: argparse.Namespace, say) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .counterexample import replay
+    from workbench.check.counterexample import replay
 
     if args.weights is not None or _is_network_file(args.file):
-        from .netcheck import replay_network
+        from workbench.check.network import replay_network
 
         if args.weights is None:
             raise WorkbenchError(f"{args.file} is a network counterexample: pass the checkpoint with --weights")
@@ -218,8 +188,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _is_network_file(path: str) -> bool:
     """Whether FILE is a network-check counterexample (read within the replay size bound)."""
-    from .counterexample import LIMITS
-    from .netcheck import is_network_counterexample
+    from workbench.check.counterexample import LIMITS
+    from workbench.check.network import is_network_counterexample
 
     try:
         with open(path, "rb") as fh:
@@ -230,14 +200,14 @@ def _is_network_file(path: str) -> bool:
     except (OSError, ValueError, RecursionError):
         return False
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import cli
+    from workbench.explain import cli
 
     return cli(args)
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from . import experiment as X
-    from .render import Column, Table, render
+    from workbench.runner import experiment as X
+    from workbench.core.render import Column, Table, render
 
     if args.name in (None, "list"):
         known = X.experiments()
@@ -248,7 +218,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     cls = X.get_experiment(args.name)
     if args.params:
-        from .experiment_config import field_types
+        from workbench.runner.config import field_types
 
         types = field_types(cls)
         rows = [[k, types.get(k, "?"), v] for k, v in X.describe(cls)]
@@ -259,13 +229,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
     _warn_short_data(exp)
     out_dir = Path(args.results) / exp.name
-    from .distributed import from_environment
+    from workbench.runner.distributed import from_environment
 
     group = from_environment(exp.device, backend=args.backend, timeout=args.dist_timeout)  # None unless started by torchrun
     try:
         result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed, dist=group)
     except KeyboardInterrupt:
-        from .experiment import finished_records
+        from workbench.runner.experiment import finished_records
 
         done = len(finished_records(out_dir / "items.jsonl"))
         print(f"interrupted: {done} item(s) saved in {out_dir}; run the same command again to resume", file=sys.stderr)
@@ -282,9 +252,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
               f"(without --limit) to finish and summarize")
     print(f"results: {result.out_dir}")
     if args.export:
-        from .store import export_items
+        from workbench.runner.store import export_items
 
-        from .distributed import shard_paths
+        from workbench.runner.distributed import shard_paths
 
         fmt = "csv" if args.export.endswith(".csv") else "jsonl"
         shards = [p.stem for p in shard_paths(result.out_dir)]
@@ -294,7 +264,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def _warn_short_data(exp: Any) -> None:
     """Warn when an image experiment asks for more images than its source holds."""
-    from .experiment import ImageExperiment
+    from workbench.runner.experiment import ImageExperiment
 
     if not isinstance(exp, ImageExperiment):
         return
@@ -310,14 +280,14 @@ def _summary_text(summary: dict) -> str:
 
 
 def _add_format(p: argparse.ArgumentParser) -> None:
-    from .render import FORMATS
+    from workbench.core.render import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="table", help="output on stdout: table (100 columns), md, json or html (default table)")
     p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from workbench import __version__
 
     p = argparse.ArgumentParser(prog="workbench", description="Theory-checking bench for attribution methods")
     p.add_argument("--version", action="version", version=f"workbench {__version__}")
@@ -356,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
     pr.add_argument("rest", nargs=argparse.REMAINDER, help="[NAME ...] [--format F | --json] [--out FILE]")
-    pr.set_defaults(func=lambda a: __import__("proofs.report", fromlist=["main"]).main(list(a.rest)))
+    pr.set_defaults(func=lambda a: __import__("workbench.proofs.report", fromlist=["main"]).main(list(a.rest)))
 
     e = sub.add_parser("explain", help="PNG of a saliency map over an image, beside input gradient and Grad-CAM")
     e.add_argument("image", help="image file, skimage:NAME (e.g. skimage:astronaut) or digits:K")
@@ -413,7 +383,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if argv[:1] == ["prove"]:
             # the proofs' own parser takes every option (argparse.REMAINDER would drop leading ones)
-            from proofs.report import main as prove_main
+            from workbench.proofs.report import main as prove_main
 
             return prove_main(argv[1:])
         args = build_parser().parse_args(argv)

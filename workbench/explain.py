@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, torchvision_model
-from .digits import DigitsConfig, cache_dir, digits_cnn, load_digits, train_digits  # noqa: F401  (re-exported)
-from .errors import InputError
-from .validation import check_model
+from workbench.data.sources import IMAGENET_MEAN, IMAGENET_STD, torchvision_model
+from workbench.data.digits import load_digits, train_digits
+from workbench.core.errors import InputError
+from workbench.core.validation import check_model
 
 #: methods whose map is an optimized deletion mask: their figure comes with deletion/insertion curves
 MASK_METHODS = ("igos",)
@@ -151,7 +151,7 @@ def explain_figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .methods import parse_method
+    from workbench.methods import parse_method
 
     random_weights, label, classes = False, "", None
     arr = load_image(image)
@@ -298,7 +298,7 @@ def _plot_curves(path: Path, net: nn.Module, x: torch.Tensor, maps: dict, target
     """Deletion and insertion curves of every map (blurred canvas, class probability), areas in the legend."""
     import matplotlib.pyplot as plt
 
-    from .metrics import deletion_insertion
+    from workbench.metrics import deletion_insertion
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for name, m in maps.items():

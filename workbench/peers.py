@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError
+from workbench.core.errors import InputError
 
 __all__ = [
     "captum_integrated_gradients", "captum_ig_trapezoid", "captum_saliency", "captum_input_x_gradient",
@@ -78,7 +78,7 @@ captum_integrated_gradients.claims = {**_FIXED_PATH, "completeness": IG_PAPER_RT
 def captum_ig_trapezoid(model: nn.Module, x: Tensor, target: Tensor, baseline: Optional[Tensor]) -> Tensor:
     """Captum's IntegratedGradients with ``method="riemann_trapezoid"``, 8 steps.
 
-    Its weights sum to (n - 1) / n (REFERENCES.md), so completeness fails by 1/n even on a
+    Its weights sum to (n - 1) / n (the proof ``workbench.proofs.false_trapezoid_weights``), so completeness fails by 1/n even on a
     linear network; at 8 steps that is 12.5%, beyond the paper's 5%.
     """
     return _captum_ig("riemann_trapezoid", 8)(model, x, target, baseline)

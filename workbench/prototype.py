@@ -25,11 +25,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-from .errors import InputError
-from .methods.base import Claims
-from .methods.modified_backprop import RuleMethod
-from .rules.engine import Composite, Matcher, Rule
-from .rules.rules import ElementwiseRule
+from workbench.core.errors import InputError
+from workbench.methods.base import Claims
+from workbench.methods.modified_backprop import RuleMethod
+from workbench.rules.engine import Composite, Matcher, Rule
+from workbench.rules.rules import ElementwiseRule
 
 __all__ = ["FunctionRule", "relu_rule", "rule_method"]
 
@@ -95,8 +95,8 @@ def rule_method(
     ``Composite``. Layers no rule selects keep their plain gradient: ``unsupported="gradient"``,
     the default for a prototype (the layers are listed in the method's ``last_conventions``);
     ``unsupported="refuse"`` raises ``UnsupportedModelError`` on every nonlinear operation no
-    rule models instead (``workbench.coverage``)."""
-    from .coverage import check_unsupported
+    rule models instead (``workbench.core.coverage``)."""
+    from workbench.core.coverage import check_unsupported
 
     check_unsupported(unsupported)
     if seed not in ("gradient", "relevance"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.nets.spec import randomize_affine
+from workbench.nets.randomize import randomize_affine
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 import torch
 
-from experiments.input_alignment import InputAlignment
-from workbench import experiment as X
+from workbench.experiments.input_alignment import InputAlignment
+from workbench.runner import experiment as X
 
 
 def test_alignment_items_statistics_and_figure(tmp_path):

@@ -4,7 +4,7 @@ plain tick labels; and summaries with the claim's verdict and real Markdown tabl
 import numpy as np
 import pytest
 
-from workbench import experiment as X
+from workbench.runner import experiment as X
 from workbench.explain import picture_figure
 
 
@@ -68,9 +68,9 @@ def test_explain_figure_has_colour_bars_and_a_diverging_map_for_signed_maps():
 
 
 def _experiments():
-    from experiments.ig_baselines import IGBaselines
-    from experiments.ig_convergence import IGConvergence
-    from experiments.pixel_perturbation import PixelPerturbation
+    from workbench.experiments.ig_baselines import IGBaselines
+    from workbench.experiments.ig_convergence import IGConvergence
+    from workbench.experiments.pixel_perturbation import PixelPerturbation
 
     return [
         PixelPerturbation(images=6, batch_size=6, methods=("random", "fullgrad", "gradient"), percentages=(10, 50), memory_budget="64GB"),

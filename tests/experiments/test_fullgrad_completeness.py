@@ -1,7 +1,7 @@
 """Smoke runs of the FullGrad completeness experiment: random torchvision nets and a user checkpoint."""
 
-from experiments.fullgrad_completeness import FullGradCompleteness
-from workbench import experiment as X
+from workbench.experiments.fullgrad_completeness import FullGradCompleteness
+from workbench.runner import experiment as X
 
 
 def test_relu_networks_reconstruct_to_round_off_and_gelu_does_not(tmp_path):

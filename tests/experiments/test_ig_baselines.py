@@ -2,9 +2,9 @@
 
 import json
 
-from experiments.ig_baselines import IGBaselines
-from workbench import experiment as X
-from workbench.data import image_source
+from workbench.experiments.ig_baselines import IGBaselines
+from workbench.runner import experiment as X
+from workbench.data.sources import image_source
 
 
 def test_black_baseline_is_blind_exactly_where_the_digit_is_black(tmp_path):

@@ -2,8 +2,8 @@
 
 import json
 
-from experiments.ig_convergence import IGConvergence
-from workbench import experiment as X
+from workbench.experiments.ig_convergence import IGConvergence
+from workbench.runner import experiment as X
 
 
 def test_digits_run_converges_and_exact_ig_bounds_the_map_error(tmp_path):

@@ -3,8 +3,8 @@
 import json
 
 
-from experiments.igos_deletion_insertion import IGOSDeletionInsertion
-from workbench import experiment as X
+from workbench.experiments.igos_deletion_insertion import IGOSDeletionInsertion
+from workbench.runner import experiment as X
 
 
 

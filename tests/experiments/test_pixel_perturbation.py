@@ -2,8 +2,8 @@
 
 import json
 
-from experiments.pixel_perturbation import PixelPerturbation
-from workbench import experiment as X
+from workbench.experiments.pixel_perturbation import PixelPerturbation
+from workbench.runner import experiment as X
 
 
 def test_batches_are_scored_for_every_method_and_repeat_exactly(tmp_path):

@@ -5,10 +5,10 @@ import json
 import torch
 from torch import nn
 
-from experiments.roar import RemoveAndRetrain, remove_most_salient
-from workbench import experiment as X
+from workbench.experiments.roar import RemoveAndRetrain, remove_most_salient
+from workbench.runner import experiment as X
 from workbench.metrics.ranking import salience_ranks
-from workbench.training import TrainingConfig, accuracy, train_classifier
+from workbench.data.training import TrainingConfig, accuracy, train_classifier
 
 
 def test_removal_replaces_exactly_the_top_k_percent_in_every_channel():

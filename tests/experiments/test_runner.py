@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from workbench import experiment as X
+from workbench.runner import experiment as X
 from workbench.cli import main
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 
 @dataclass(frozen=True)

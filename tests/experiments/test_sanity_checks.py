@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from experiments.sanity_checks import SanityChecks
-from workbench import experiment as X
+from workbench.experiments.sanity_checks import SanityChecks
+from workbench.runner import experiment as X
 
 
 def test_randomization_items_summary_and_figures(tmp_path):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench import experiment as X
+from workbench.runner import experiment as X
 
 
 @X.register

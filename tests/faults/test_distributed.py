@@ -21,10 +21,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 import torch
 
-from workbench import experiment as X
-from workbench.distributed import DistributedError, Group, ShardConflictError, from_environment, merge_shards, shard_paths
-from workbench.errors import InputError
-from workbench.store import FolderLock, ResultsLockedError
+from workbench.runner import experiment as X
+from workbench.runner.distributed import (
+    DistributedError,
+    Group,
+    ShardConflictError,
+    from_environment,
+    merge_shards,
+    shard_paths,
+)
+from workbench.core.errors import InputError
+from workbench.runner.store import FolderLock, ResultsLockedError
 
 from tests.faults.distributed_items import DistItems  # noqa: E402 (the test folders are not packages)
 

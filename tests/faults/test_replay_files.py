@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 import workbench
 from workbench.axioms import Case, get_axiom
 from workbench.cli import main
-from workbench.counterexample import ReplayLimits, load_counterexample, replay, save_counterexample, schema
-from workbench.errors import InputError, UntrustedCodeError, WorkbenchError
+from workbench.check.counterexample import ReplayLimits, load_counterexample, replay, save_counterexample, schema
+from workbench.core.errors import InputError, UntrustedCodeError, WorkbenchError
 from workbench.nets import spec as S
 from workbench.prototype import relu_rule, rule_method
 from workbench.rules import GuidedBackprop

@@ -20,9 +20,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench import experiment as X
-from workbench.errors import InputError
-from workbench.store import ResultsCorruptError, ResultsLockedError, ResultsMismatchError, ResultsWriteError, export_items
+from workbench.runner import experiment as X
+from workbench.core.errors import InputError
+from workbench.runner.store import (
+    ResultsCorruptError,
+    ResultsLockedError,
+    ResultsMismatchError,
+    ResultsWriteError,
+    export_items,
+)
 
 QUIET = dict(log=lambda m: None)
 
@@ -405,7 +411,7 @@ def _as(cls, exp):
 
 def test_cli_refuses_a_held_folder_and_exports(tmp_path, capsys, monkeypatch):
     from workbench.cli import main
-    from workbench.store import FolderLock
+    from workbench.runner.store import FolderLock
 
     monkeypatch.setitem(X._REGISTRY, Items.name_prefix, Items)  # for this test only
     args = ["experiment", Items.name_prefix, "--set", "n=3", "--results", str(tmp_path), "--quiet"]
@@ -420,7 +426,7 @@ def test_cli_refuses_a_held_folder_and_exports(tmp_path, capsys, monkeypatch):
 
 
 def test_a_failed_run_keeps_a_folder_holding_another_shards_items(tmp_path):
-    from workbench.experiment import _remove_new_folder
+    from workbench.runner.experiment import _remove_new_folder
 
     root, folder = tmp_path / "runs", tmp_path / "runs" / "exp"
     folder.mkdir(parents=True)

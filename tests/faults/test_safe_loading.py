@@ -10,10 +10,10 @@ import torch
 import torchvision
 from torch import nn
 
-from workbench import experiment as X
+from workbench.runner import experiment as X
 from workbench.cli import main
-from workbench.data import load_model, read_checkpoint, torchvision_model
-from workbench.errors import InputError, UnsafeCheckpointError
+from workbench.data.sources import load_model, read_checkpoint, torchvision_model
+from workbench.core.errors import InputError, UnsafeCheckpointError
 
 
 class _Evil:
@@ -96,9 +96,9 @@ def test_no_torch_load_without_weights_only_true_in_the_project():
             if "torch.load(" in line and "weights_only=True" not in line:
                 offenders.append(f"{path.relative_to(root)}:{n}")
     # the one deliberate exception: read_checkpoint's explicit allow_pickle branch
-    assert offenders == ["workbench/data.py:" + str(_allow_pickle_line(root))], offenders
+    assert offenders == ["workbench/data/sources.py:" + str(_allow_pickle_line(root))], offenders
 
 
 def _allow_pickle_line(root: pathlib.Path) -> int:
-    lines = (root / "workbench/data.py").read_text().splitlines()
+    lines = (root / "workbench/data/sources.py").read_text().splitlines()
     return next(i for i, l in enumerate(lines, 1) if "weights_only=False" in l)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sympy
 
-from proofs import base, registry, report
+from workbench.proofs import base, registry, report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_false_trapezoid_residual_is_minus_one_over_n(results):
 # -- a wrong ingredient makes a proof fail (the proofs can fail) ----------------------------------
 
 def _mutate_fullgrad(monkeypatch):
-    from proofs import fullgrad_decomposition as m
+    from workbench.proofs import fullgrad_decomposition as m
 
     original = m.decomposition_terms
     monkeypatch.setattr(m, "decomposition_terms", lambda net, bn_implicit_bias=True: original(net, bn_implicit_bias=False))
@@ -74,7 +74,7 @@ def _mutate_fullgrad(monkeypatch):
 
 
 def _mutate_lrp0(monkeypatch):
-    from proofs import lrp0_equals_input_x_gradient as m
+    from workbench.proofs import lrp0_equals_input_x_gradient as m
 
     original = m.lrp0_linear
     monkeypatch.setattr(m, "lrp0_linear", lambda a, W, R: original(a, W, R) / 2)  # loses half the relevance per layer
@@ -82,21 +82,21 @@ def _mutate_lrp0(monkeypatch):
 
 
 def _mutate_gbp(monkeypatch):
-    from proofs import gbp_gated_weights as m
+    from workbench.proofs import gbp_gated_weights as m
 
     monkeypatch.setattr(m, "_indicator_positive", lambda g: 1)  # the plain gradient: no sign gate
     return m
 
 
 def _mutate_quadrature_too_high(monkeypatch):
-    from proofs import quadrature_exactness as m
+    from workbench.proofs import quadrature_exactness as m
 
     monkeypatch.setitem(m.PROVED_DEGREE, "midpoint", lambda n: 2)  # midpoint is not exact on t^2
     return m
 
 
 def _mutate_quadrature_too_low(monkeypatch):
-    from proofs import quadrature_exactness as m
+    from workbench.proofs import quadrature_exactness as m
 
     monkeypatch.setitem(m.PROVED_DEGREE, "trapezoid", lambda n: 0)  # then E(t^1) = 0: not the degree
     return m

@@ -1,17 +1,18 @@
 """The registry of claims and the meta-test over the built-in methods' claims.
 
-* Every axiom a built-in method configuration claims has a proof or a property test (the
-  ``proofs.registry`` ledger); a known violation is backed by the property test that shows it.
+* Every axiom a built-in method configuration claims gets a generated property test (the method
+  registry is the source of truth); a known violation is backed by the property test that shows it.
 * No built-in claims what a registered claim refutes (e.g. input x gradient's completeness), nor
   both completeness and weak dependence (Proposition 1).
-* Every test the registry names exists: the node ids are collected by pytest in a subprocess,
-  so a renamed or deleted twin cannot silently leave a dangling link.
-* Both ways: a fake method registered in the test with unbacked or contradictory claims is caught.
+* Every proof has a numeric twin: a test marked ``@twin_of(proof)``, found by reading the test
+  files; a mark naming no imported proof is an error.
+* Both ways: a fake built-in registered in the test gets its claim tests generated, and its
+  contradictory claims are caught.
 """
 
 from __future__ import annotations
 
-import subprocess
+import importlib
 import sys
 from pathlib import Path
 
@@ -19,24 +20,30 @@ import pytest
 import torch
 
 import workbench
-from proofs import registry
+from workbench.proofs import registry
 from workbench.methods import registry as method_registry
 from workbench.methods.base import Method
+from workbench.proofs.base import twin_of
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _claims_tests():
+    """The claim property-test module, imported as pytest imports it (its folder on sys.path)."""
+    folder = str(REPO / "tests" / "properties")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("test_proof_twins_claims")
 AUDITED = registry.audited_methods()
 PAIRS = registry.claimed_pairs(AUDITED)
 
 
-@pytest.mark.parametrize("label,axiom", [pytest.param(*p, id=f"{p[0]}-{p[1]}") for p in PAIRS])
-def test_every_claimed_axiom_is_backed(label, axiom):
-    """The meta-test: a claimed axiom needs a proof (a registered claim that backs it) or a
-    property test (``METHOD_CLAIM_TESTS``)."""
-    b = registry.backing(label, axiom)
-    assert b.backed, (
-        f"{label} claims {axiom!r} but neither a proof nor a property test backs it: add a test to "
-        f"tests/properties/test_proof_twins_claims.py and name it in proofs.registry.METHOD_CLAIM_TESTS"
-    )
+def test_every_claimed_axiom_has_its_generated_property_test():
+    """The property tests are parametrized by the same generator the audit uses, so every claimed
+    pair of every audited configuration is tested (and backed)."""
+    assert _claims_tests().CLAIMED == PAIRS
+    assert all(registry.backing(label, axiom).tests == (registry.claim_test(label, axiom),) for label, axiom in PAIRS)
+    assert registry.unbacked(AUDITED) == []
 
 
 def test_known_violations_are_still_claimed():
@@ -65,36 +72,33 @@ def test_backed_and_refuted_pairs_name_real_configurations():
             assert label in labels and axiom in labels[label].claims, (entry.name, label, axiom)
         for label, _ in entry.refutes:
             assert label in labels, (entry.name, label)
-    for label, axiom in registry.METHOD_CLAIM_TESTS:
-        assert label in labels and axiom in labels[label].claims, (label, axiom)
 
 
-# -- the named tests exist ------------------------------------------------------------------------
+# -- twins: marked on the test, found by reading the test files -------------------------------------
 
-def collected_ids(files: list[str]) -> tuple[set[str], str]:
-    """Every node id pytest collects from `files` (in a subprocess), and its output."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+def test_twins_are_found_by_their_marks(tmp_path):
+    """A test file marking a function ``@twin_of(proof)`` names that function as the proof's twin;
+    a mark whose argument is not an imported proof module is refused, and so is a non-proof."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text(
+        "from workbench.proofs import ig_linear as L\nfrom workbench.proofs.base import twin_of\n\n"
+        "@twin_of(L)\ndef test_linear():\n    pass\n\ndef test_unmarked():\n    pass\n"
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return {line.strip() for line in proc.stdout.splitlines() if "::" in line}, proc.stdout
+    assert registry.twins(tests) == {"ig-linear": ("tests/test_a.py::test_linear",)}
+    (tests / "test_b.py").write_text("@twin_of(ig_linear)\ndef test_x():\n    pass\n")
+    with pytest.raises(ValueError, match="names no imported proof module"):
+        registry.twins.__wrapped__(tests)
+    with pytest.raises(TypeError, match="proof modules"):
+        twin_of(workbench)
 
 
-def missing(ids: list[str], collected: set[str]) -> list[str]:
-    return [i for i in ids if i not in collected]
-
-
-def test_every_named_test_is_collected():
-    """Every twin and method-claim test the registry names is collected by pytest (exact node ids,
-    parameters included); a dangling name (a deliberately bogus one) is reported as missing."""
-    ids = registry.all_test_ids()
-    files = sorted({i.split("::")[0] for i in ids})
-    collected, output = collected_ids(files)
-    assert not missing(ids, collected), f"named in proofs.registry but not collected: {missing(ids, collected)}"
-    bogus = ["tests/properties/test_proof_twins.py::test_no_such_twin",
-             "tests/properties/test_proof_twins_claims.py::test_claimed_axiom_holds[gradient-completeness]"]
-    assert missing(bogus, collected) == bogus  # the check can fail
+def test_every_twin_mark_is_on_a_collected_test():
+    """Each marked function is a test function of its file (module-level, collected by pytest)."""
+    for name, ids in registry.twins().items():
+        for node_id in ids:
+            path, func = node_id.split("::")
+            assert func.startswith("test_") and (REPO / path).is_file(), (name, node_id)
 
 
 # -- both ways: a fake built-in with unbacked or contradictory claims is caught ---------------------
@@ -110,19 +114,16 @@ class _FakeComplete(Method):
         return torch.zeros_like(x)
 
 
-def test_meta_test_catches_an_unbacked_claim_of_a_new_builtin(monkeypatch):
+def test_a_new_builtin_gets_its_claim_tests_and_its_contradictions_caught(monkeypatch):
+    expected = [(_FakeComplete.name, "completeness"), (_FakeComplete.name, "weak-dependence")]
+    # outside the registry (a user's method) its claims have no generated test: unbacked
+    assert registry.unbacked([_FakeComplete()]) == expected
     monkeypatch.setitem(method_registry._REGISTRY, _FakeComplete.name, _FakeComplete)
-    audited = registry.audited_methods()
-    assert _FakeComplete.name in [m.label for m in audited]  # the audit sees every registered built-in
-    pairs = [p for p in registry.unbacked(audited) if p[0] == _FakeComplete.name]
-    assert pairs == [(_FakeComplete.name, "completeness"), (_FakeComplete.name, "weak-dependence")]
+    assert [p for p in _claims_tests().claimed_pairs() if p[0] == _FakeComplete.name] == expected
+    assert registry.unbacked([_FakeComplete()]) == []
     # ... and Proposition 1 forbids the combination outright
+    audited = registry.audited_methods()
     assert (_FakeComplete.name, "completeness + weak-dependence", "proposition-1") in registry.contradicted(audited)
-    # naming a property test for one claim backs it (the collection test then requires it to exist)
-    monkeypatch.setitem(registry.METHOD_CLAIM_TESTS, (_FakeComplete.name, "weak-dependence"), ("tests/x.py::test_y",))
-    assert [p for p in registry.unbacked(audited) if p[0] == _FakeComplete.name] == [(_FakeComplete.name, "completeness")]
-    # the built-ins themselves are all backed
-    assert registry.unbacked([m for m in audited if m.label != _FakeComplete.name]) == []
 
 
 def test_meta_test_catches_a_refuted_claim(monkeypatch):
@@ -130,5 +131,4 @@ def test_meta_test_catches_a_refuted_claim(monkeypatch):
     cls = method_registry.lookup("input-x-gradient")
     monkeypatch.setattr(cls, "base_claims", {**cls.base_claims, "completeness": None})
     assert ("input-x-gradient", "completeness", "false-ixg-completeness") in registry.contradicted(registry.audited_methods())
-    assert ("input-x-gradient", "completeness") in registry.unbacked(registry.audited_methods())
     assert workbench.method("input-x-gradient").claims["completeness"] is None

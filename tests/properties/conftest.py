@@ -10,8 +10,8 @@ import torch
 def trained_digits(tmp_path_factory):
     """Two small CNNs trained on scikit-learn digits (about a second each, in a private cache) and
     20 held-out digits, all in float64."""
-    from workbench.data import image_source
-    from workbench.digits import DigitsConfig, train_digits
+    from workbench.data.sources import image_source
+    from workbench.data.digits import DigitsConfig, train_digits
 
     old = os.environ.get("WORKBENCH_CACHE")
     os.environ["WORKBENCH_CACHE"] = str(tmp_path_factory.mktemp("digits-cache"))

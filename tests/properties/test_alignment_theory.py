@@ -1,5 +1,5 @@
 """The input-alignment theory of Zheng, Sang & Xu (arXiv 2503.11160), as reconstructed in
-workbench/alignment.py: the orthogonal equal-norm construction, Theorem 2's exact cascade
+workbench/studies/alignment.py: the orthogonal equal-norm construction, Theorem 2's exact cascade
 identity (and its failure without its hypotheses), Theorem 1's isotropic prediction, and the
 statistical predictions over many random networks -- isotropic, orthogonal and trained.
 
@@ -13,9 +13,11 @@ import torch
 from hypothesis import given, strategies as st
 
 import workbench
-from workbench import alignment as A
-from workbench import strategies as wst
+from workbench.studies import alignment as A
+from workbench.testing import strategies as wst
 from workbench.nets import spec as S
+from workbench.nets import randomize as NR
+from workbench.data.sources import natural_image
 
 NFR = ["guided-backprop", "rectgrad", "lrp[composite='zplus']"]
 
@@ -27,10 +29,10 @@ def _methods(names):
 # -- the orthogonal equal-norm construction -------------------------------------------------
 @given(out=st.integers(1, 12), fan=st.lists(st.integers(1, 4), min_size=1, max_size=3), gain=st.sampled_from([1.0, 0.5, 2.0, math.sqrt(2.0)]), seed=st.integers(0, 2**16))
 def test_orthogonal_weight_has_orthonormal_rows_up_to_one_common_scale(out, fan, gain, seed):
-    w = A.orthogonal_weight((out, *fan), torch.Generator().manual_seed(seed), gain=gain)
+    w = NR.orthogonal_weight((out, *fan), torch.Generator().manual_seed(seed), gain=gain)
     fan_in = math.prod(fan)
     assert w.shape == (out, *fan)
-    assert A.orthogonality_defect(w, gain) < 1e-12
+    assert NR.orthogonality_defect(w, gain) < 1e-12
     flat = w.reshape(out, -1)
     if out <= fan_in:  # rows orthogonal, every row of norm `gain`
         assert torch.allclose(flat @ flat.T, gain**2 * torch.eye(out, dtype=w.dtype), atol=1e-12)
@@ -42,22 +44,22 @@ def test_orthogonal_weight_has_orthonormal_rows_up_to_one_common_scale(out, fan,
 def test_orthogonality_defect_catches_isotropic_and_rescaled_weights():
     g = torch.Generator().manual_seed(0)
     iso = torch.randn(8, 16, generator=g, dtype=torch.float64) / 4.0
-    assert A.orthogonality_defect(iso) > 0.2
-    w = A.orthogonal_weight((8, 16), g)
-    assert A.orthogonality_defect(w) < 1e-12
+    assert NR.orthogonality_defect(iso) > 0.2
+    w = NR.orthogonal_weight((8, 16), g)
+    assert NR.orthogonality_defect(w) < 1e-12
     unequal = w * torch.linspace(0.5, 1.5, 8, dtype=w.dtype).unsqueeze(1)  # orthogonal rows, unequal norms
-    assert A.orthogonality_defect(unequal) > 0.2
+    assert NR.orthogonality_defect(unequal) > 0.2
 
 
 def test_orthogonal_network_has_orthogonal_equal_norm_layers():
     spec = S.NetSpec((3, 8, 8), (S.Conv2d(4, 3, padding=1), S.BatchNorm(), S.ReLU(), S.Conv2d(40, 3), S.ReLU(), S.Flatten(), S.Linear(16), S.ReLU(), S.Linear(3)))
-    net = A.orthogonal_network(spec, 0, gain=1.5)
+    net = NR.orthogonal_network(spec, 0, gain=1.5)
     affine = [m for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     assert len(affine) == 4  # the 4 -> 40 conv (fan-in 36) is expanding: orthogonal columns
-    assert all(A.orthogonality_defect(m.weight, 1.5) < 1e-12 for m in affine)
+    assert all(NR.orthogonality_defect(m.weight, 1.5) < 1e-12 for m in affine)
     assert all(float(m.bias.detach().abs().max()) == 0 for m in affine)
-    iso = A.isotropic_network(spec, 0, gain=1.5)  # rows of norm ~ gain, not orthogonal
-    assert max(A.orthogonality_defect(m.weight, 1.5) for m in iso.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))) > 0.1
+    iso = NR.isotropic_network(spec, 0, gain=1.5)  # rows of norm ~ gain, not orthogonal
+    assert max(NR.orthogonality_defect(m.weight, 1.5) for m in iso.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))) > 0.1
 
 
 # -- Theorem 2: the exact cascade identity --------------------------------------------------
@@ -75,7 +77,7 @@ def contracting_mlps(draw):
     layers.append(S.Linear(draw(st.integers(1, w)), bias=False))
     spec = S.NetSpec((d,), tuple(layers))
     gain = draw(st.sampled_from([1.0, 0.5, 3.0]))
-    net = A.orthogonal_network(spec, draw(st.integers(0, 2**16)), gain=gain)
+    net = NR.orthogonal_network(spec, draw(st.integers(0, 2**16)), gain=gain)
     x = draw(wst.inputs(spec))
     return net, x, gain
 
@@ -106,11 +108,11 @@ def test_cascade_identity_fails_without_orthogonal_weights_or_without_the_forwar
     spec = S.NetSpec((16,), (S.Linear(12, bias=False), S.ReLU(), S.Linear(8, bias=False), S.ReLU(), S.Linear(3, bias=False)))
     x = torch.randn(1, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     gbp = workbench.method("guided-backprop")
-    _, ok = _cascade_residuals(gbp, A.orthogonal_network(spec, 1), x, 1.0)
-    _, iso = _cascade_residuals(gbp, A.isotropic_network(spec, 1), x, 1.0)
+    _, ok = _cascade_residuals(gbp, NR.orthogonal_network(spec, 1), x, 1.0)
+    _, iso = _cascade_residuals(gbp, NR.isotropic_network(spec, 1), x, 1.0)
     assert max(ok) < 1e-12 and max(iso) > 1e-2, (ok, iso)
     # DeconvNet filters negative signal but ignores the forward mask: c leaks onto inactive units
-    layers = A.layerwise_alignment(workbench.method("deconvnet"), A.orthogonal_network(spec, 1), x, target=0)
+    layers = A.layerwise_alignment(workbench.method("deconvnet"), NR.orthogonal_network(spec, 1), x, target=0)
     assert not all(bool(l.support[0]) for l in layers)
 
 
@@ -120,7 +122,7 @@ def test_negative_filtering_makes_coefficients_align_with_activations_at_every_l
     guarantee: on a bias-free ReLU net <g_l, h_l> = F_t(x) at every layer (Euler), so a target with a
     negative output makes the gradient anti-aligned everywhere."""
     spec = S.NetSpec((32,), (S.Linear(32, bias=False), S.ReLU(), S.Linear(32, bias=False), S.ReLU(), S.Linear(32, bias=False), S.ReLU(), S.Linear(10, bias=False)))
-    net = A.orthogonal_network(spec, seed)
+    net = NR.orthogonal_network(spec, seed)
     x = torch.randn(8, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     low, high = net(x).argmin(1), net(x).argmax(1)  # negative / positive outputs
     for name, t in [("guided-backprop", low), ("rectgrad", low), ("lrp[composite='zplus']", high)]:  # LRP: R = F_t(x) > 0
@@ -140,7 +142,7 @@ def _one_layer_study(name, anisotropy=0.0, networks=40):
     u = u / u.norm()
     measured, predicted = [], []
     for i in range(networks):
-        net = A.isotropic_network(spec, i)
+        net = NR.isotropic_network(spec, i)
         with torch.no_grad():
             net[0].weight += anisotropy * u  # every row gets the same component
         last = A.layerwise_alignment(workbench.method(name), net, x, target=0)[-1]  # fixed target: c independent of W1
@@ -169,13 +171,13 @@ SQUARE = S.NetSpec((64,), (S.Linear(64, bias=False), S.ReLU(), S.Linear(64, bias
 
 
 def _grey_patch():
-    x = A.natural_image(8, name="camera")[:, :1].reshape(1, -1)
+    x = natural_image(8, name="camera")[:, :1].reshape(1, -1)
     return (x - x.mean()) / x.std()
 
 
 def test_alignment_holds_layer_by_layer_under_orthogonal_equal_norm_weights():
     names = ["gradient", "guided-backprop", "lrp[composite='zplus']", "deconvnet"]
-    r = A.layerwise_study(_methods(names), lambda i: A.orthogonal_network(SQUARE, i), _grey_patch(), networks=20)
+    r = A.layerwise_study(_methods(names), lambda i: NR.orthogonal_network(SQUARE, i), _grey_patch(), networks=20)
     grad = r.medians("gradient")
     for name in ["guided-backprop", "lrp[composite=zplus]"]:
         med, p = r.medians(name), r.wilcoxon_p[name]
@@ -194,7 +196,7 @@ CNN = S.NetSpec(
 
 def test_negative_filtering_signals_are_far_more_aligned_with_the_input_than_the_gradient():
     names = ["gradient", "guided-backprop", "rectgrad", "lrp[composite='dtd-zb']", "lrp[composite='epsilon']"]
-    r = A.alignment_study(_methods(names), lambda i: A.isotropic_network(CNN, i), A.natural_image(16), networks=16)
+    r = A.alignment_study(_methods(names), lambda i: NR.isotropic_network(CNN, i), natural_image(16), networks=16)
     g = r.medians["gradient"]
     for label in ["guided-backprop", "rectgrad", "lrp[composite=dtd-zb]"]:
         assert r.medians[label] > g + 0.2 and r.wilcoxon_p[label] < 1e-4 and r.sign_p[label] < 1e-4, r.table()
@@ -207,10 +209,10 @@ def test_signal_times_input_maps_are_not_aligned_under_the_map_measure():
     the input than the gradient under the signed map cosine, although their signals are (previous
     test). cos(s * x, x) measures s against x^2, not x: for s = x exactly it is the input's
     skewness statistic cos(x^2, x), about 0.03 for this photograph."""
-    x = A.natural_image(16)
+    x = natural_image(16)
     assert abs(float(A.map_measure_bias(x))) < 0.1
     names = ["gradient", "guided-backprop", "rectgrad", "lrp[composite='dtd-zb']"]
-    r = A.alignment_study(_methods(names), lambda i: A.isotropic_network(CNN, i), x, networks=16, measure="map")
+    r = A.alignment_study(_methods(names), lambda i: NR.isotropic_network(CNN, i), x, networks=16, measure="map")
     g = r.medians["gradient"]
     assert r.medians["guided-backprop"] > g + 0.2, r.table()  # the map is the signal
     for label in ["rectgrad", "lrp[composite=dtd-zb]"]:

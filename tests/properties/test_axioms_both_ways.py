@@ -9,7 +9,9 @@ import torch
 import workbench
 from workbench.check import check_axiom, replay
 from workbench.methods.base import CallableMethod
-from workbench.strategies import Family
+from workbench.testing.strategies import Family
+from workbench.proofs import false_ixg_completeness
+from workbench.proofs.base import twin_of
 
 EXAMPLES = 25
 
@@ -95,6 +97,7 @@ def test_gradient_completeness_counterexample_is_small(tmp_path):
     assert sum(p.numel() for p in net.parameters()) <= 8, net.spec.describe()
 
 
+@twin_of(false_ixg_completeness)
 def test_input_x_gradient_completeness_holds_without_biases_only(tmp_path):
     from workbench.nets import spec as S
 

@@ -1,5 +1,5 @@
 """Layer coverage: module types x methods, generated from torch's module lists, the method registry
-and each method's declared ``coverage`` (``workbench.coverage``).
+and each method's declared ``coverage`` (``workbench.core.coverage``).
 
 Every cell runs the method on a fixture network holding one layer of the type (float64, random
 non-zero biases, non-zero baseline) and is either refused with ``UnsupportedModelError`` naming
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import workbench
-from workbench.coverage import Coverage
+from workbench.core.coverage import Coverage
 from workbench.methods.registry import methods as registered
 from workbench.rules.rules import ELEMENTWISE
 

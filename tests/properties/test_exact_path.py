@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import Tensor, nn
 
-from workbench.autograd import target_gradients
-from workbench.errors import ConvergenceError, UnsupportedModelError
-from workbench.exact_path import ExactPathIntegral, exact_path_integral
+from workbench.core.autograd import target_gradients
+from workbench.core.errors import ConvergenceError, UnsupportedModelError
+from workbench.paths.exact import ExactPathIntegral, exact_path_integral
 from workbench.nets import spec as S
+from workbench.nets.randomize import randomize
 
 F64 = torch.float64
 KINKED = (nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d)
@@ -310,7 +311,7 @@ def _torchvision_block_net(seed: int) -> nn.Module:
 )
 @given(seed=st.integers(0, 10_000))
 def test_other_piecewise_linear_layers(make: Callable[[int], nn.Module], shape: tuple, seed: int) -> None:
-    net = S.randomize(make(seed), generator=torch.Generator().manual_seed(seed))
+    net = randomize(make(seed), generator=torch.Generator().manual_seed(seed))
     x = 3 * torch.randn((2,) + shape, dtype=F64, generator=torch.Generator().manual_seed(seed + 1))
     b = torch.zeros_like(x)
     t = torch.tensor([0, 1])

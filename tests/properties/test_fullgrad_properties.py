@@ -9,17 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import workbench
-from workbench import strategies as wst
+from workbench.testing import strategies as wst
 from workbench.axioms.weak_dependence import activation_pattern, distance_to_kink, same_region, same_region_pair
 from workbench.check import check_axiom, replay
-from workbench.fullgrad import check_completeness, full_gradients
+from workbench.methods.fullgrad import check_completeness, full_gradients
 from workbench.methods.base import CallableMethod
 from workbench.nets import impossibility
 from workbench.nets import spec as S
-from workbench.strategies import Family
+from workbench.testing.strategies import Family
+from workbench.proofs import fullgrad_decomposition, gradient_weak_dependence
+from workbench.proofs.base import twin_of
 
 
 # -- completeness of the decomposition -------------------------------------------------------
+@twin_of(fullgrad_decomposition)
 @given(wst.network_cases("any"))
 def test_relu_decomposition_is_exact(case):
     """BatchNorm, pooling and residual blocks included (the strategies draw them), float64."""
@@ -75,6 +78,7 @@ WEAK = [
 ]
 
 
+@twin_of(gradient_weak_dependence)
 @pytest.mark.parametrize("good,bad", WEAK, ids=["grad-vs-ixg", "fullgrads-vs-ig", "grad-vs-callable"])
 def test_weak_dependence_passes_good_and_catches_bad(good, bad, tmp_path):
     ok = check_axiom(workbench.method(good), "weak-dependence", examples=20, seed=1, save_dir=tmp_path, shrink_seconds=5)

@@ -11,12 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import workbench
-from workbench import strategies as wst
-from workbench.check import check_axiom
+from workbench.testing import strategies as wst
+from workbench.check.search import check_axiom
 from workbench.methods.integrated_gradients import IntegratedGradients
 from workbench.nets import spec as S
-from workbench.quadrature import RULES
-from workbench.strategies import Family
+from workbench.paths.quadrature import RULES
+from workbench.testing.strategies import Family
+from workbench.proofs import ig_completeness_smooth, ig_linear
+from workbench.proofs.base import twin_of
 
 
 def _ig(**options) -> IntegratedGradients:
@@ -94,12 +96,14 @@ def test_residual_returned_on_request():
     assert a.item() == 0.0 and residual.item() == pytest.approx(-1.0)
 
 
+@twin_of(ig_completeness_smooth)
 def test_ig_completeness_on_smooth_networks(tmp_path):
     """Twin of proofs/ig_completeness_smooth: completeness holds on softplus/GELU networks."""
     v = check_axiom(_ig(), "completeness", examples=20, seed=3, family=Family("any", ("softplus", "gelu")), save_dir=tmp_path)
     assert v.holds is True and v.cases >= 20
 
 
+@twin_of(ig_linear)
 @given(st.integers(1, 4), st.integers(1, 3), st.data())
 def test_ig_of_a_linear_model_is_weight_times_delta(d, outputs, data):
     """Twin of proofs/ig_linear: IG = w_t * (x - x') for F(x) = W x + b, for every rule."""

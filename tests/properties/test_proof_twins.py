@@ -26,16 +26,18 @@ from hypothesis.extra import numpy as hnp
 from torch import nn
 
 import workbench
-from workbench.degenerate import degenerate_reason
-from proofs import quadrature_exactness as QE
-from workbench import strategies as wst
+from workbench.core.degenerate import degenerate_reason
+from workbench.proofs import quadrature_exactness as QE
+from workbench.testing import strategies as wst
 from workbench.axioms.conservation import bias_free
 from workbench.axioms.weak_dependence import same_region, same_region_pair
 from workbench.methods.base import CallableMethod
 from workbench.nets import impossibility
 from workbench.nets import spec as S
-from workbench.quadrature import MIN_STEPS, RULES, Quadrature, quadrature
+from workbench.paths.quadrature import MIN_STEPS, RULES, Quadrature, quadrature
 from workbench.rules import rules as R
+from workbench.proofs import deeplift_rescale_summation, false_ixg_completeness, fullgrad_decomposition, gbp_gated_weights, gradient_weak_dependence, ig_completeness_smooth, lrp0_equals_input_x_gradient, lrp_epsilon_limit, lrp_wsquare_conservation, lrp_zplus_conservation, proposition_1, quadrature_exactness
+from workbench.proofs.base import twin_of
 
 ROUND_OFF = 1e-10  # relative, float64, small networks
 
@@ -77,6 +79,7 @@ def completeness_gap(ig: workbench.Method, case: wst.NetworkCase) -> float:
     return gap / (1 + fx.abs().item() + fb.abs().item() + a.abs().sum().item())
 
 
+@twin_of(ig_completeness_smooth)
 @given(SMOOTH_MLPS)
 def test_ig_on_smooth_networks_is_complete(case):
     """Twin of ig-completeness-smooth: sum IG = F(x) - F(x') on smooth (softplus, GELU) networks."""
@@ -100,9 +103,10 @@ def rule_gap(q: Quadrature, name: str, n: int) -> float:
     return max((q.nodes - exact_t).abs().max().item(), (q.weights - exact_w).abs().max().item())
 
 
+@twin_of(quadrature_exactness)
 @given(RULE_STEPS)
 def test_library_rules_state_the_proved_degree(case):
-    """Twin of quadrature-exactness: each rule of workbench.quadrature states the degree the proof
+    """Twin of quadrature-exactness: each rule of workbench.paths.quadrature states the degree the proof
     establishes and uses the proof's nodes and weights (tests/properties/test_quadrature.py checks
     numerically that it is exact up to that degree and not beyond)."""
     name, n = case
@@ -160,6 +164,7 @@ def decomposition_gap(bn_bias: Callable[[nn.BatchNorm1d], torch.Tensor], case) -
     return worst
 
 
+@twin_of(fullgrad_decomposition)
 @given(two_hidden_layers_with_batchnorm())
 def test_full_gradient_decomposition_with_batchnorm_implicit_bias(case):
     """Twin of fullgrad-decomposition: F = x . dF/dx + sum_l dF/db_l . b_l with BatchNorm's implicit
@@ -193,6 +198,7 @@ def bias_shift_visible(method: workbench.Method, case) -> float:
     return _gap(method.attribute(c.net, c.x, target=c.target), method.attribute(g, c.x, target=c.target))
 
 
+@twin_of(proposition_1)
 @given(SHIFTED)
 def test_weakly_dependent_maps_cannot_see_a_bias_shift(case):
     """Twin of proposition-1 (Part A): every built-in input-sized map claiming weak dependence is the
@@ -221,6 +227,7 @@ def _read_region(net: S.SpecNet, w: torch.Tensor, b: float) -> tuple[torch.Tenso
     return fg.input_gradient[0], fg.bias_total.item()
 
 
+@twin_of(proposition_1)
 @given(_array((2, 3), wst.grid_values()), _array((2,), wst.grid_values()), wst.grid_values())
 def test_linear_sigma_has_a_colliding_pair_of_pieces(M, w, b):
     """Twin of proposition-1 (Part B): for any sigma(w, b) = A w + b c (D = 2), a kernel vector k of
@@ -263,6 +270,7 @@ def region_variation(method: workbench.Method, case) -> float:
                 method.attribute(c.net, x2, target=c.target, baseline=torch.zeros_like(x2)))
 
 
+@twin_of(gradient_weak_dependence)
 @given(REGION_PAIRS)
 def test_gradient_is_constant_on_a_linear_region(case):
     """Twin of gradient-weak-dependence (Part 1): two points of one linear region get the same map
@@ -271,6 +279,7 @@ def test_gradient_is_constant_on_a_linear_region(case):
         assert region_variation(workbench.method(name), case) <= ROUND_OFF, name
 
 
+@twin_of(gradient_weak_dependence)
 @given(st.floats(1e-3, 8.0, allow_nan=False), st.floats(1e-3, 8.0, allow_nan=False))
 def test_ig_varies_inside_one_region(s1, s2):
     """Twin of gradient-weak-dependence (Part 2): on f = relu(x - 1), baseline 0, every x = 1 + s in
@@ -310,6 +319,7 @@ def lrp_vs_input_x_gradient(lrp: workbench.Method, case: wst.NetworkCase) -> flo
     return max(_gap(a, ixg), abs(a.sum().item() - fx) / (1 + a.abs().sum().item()))
 
 
+@twin_of(lrp0_equals_input_x_gradient)
 @given(NETWORKS)
 def test_lrp0_is_input_times_gradient_on_bias_free_relu_networks(case):
     """Twin of lrp0-equals-input-x-gradient: the lrp[composite=zero] method equals input-x-gradient on
@@ -353,6 +363,7 @@ def zplus_violation(rule: R.Rule, case) -> float:
     return _gap(r_in.sum(1), carried, scale=relevance.sum().item())
 
 
+@twin_of(lrp_zplus_conservation)
 @given(NON_NEGATIVE_LAYERS)
 def test_zplus_rule_conserves_on_non_negative_inputs(case):
     """Twin of lrp-zplus-conservation: the library's ZPlus rule on a >= 0 passes on all the relevance
@@ -369,6 +380,7 @@ def wsquare_violation(rule: R.Rule, case) -> float:
     return _gap(r_in.sum(1), (relevance * has_weights).sum(1), scale=relevance.sum().item())
 
 
+@twin_of(lrp_wsquare_conservation)
 @given(SIGNED_LAYERS)
 def test_wsquare_rule_conserves(case):
     """Twin of lrp-wsquare-conservation: the library's WSquare rule passes on all the relevance of
@@ -398,6 +410,7 @@ def epsilon_limit_violation(make: Callable[[float], R.Rule], case) -> float:
     return max(_gap(diff, expected, scale=scale), over)
 
 
+@twin_of(lrp_epsilon_limit)
 @given(st.tuples(SIGNED_LAYERS, EPSILONS))
 def test_epsilon_rule_tends_to_lrp0(case):
     """Twin of lrp-epsilon-limit: the library's Epsilon rule differs from LRPZero by the exact
@@ -433,6 +446,7 @@ def deeplift_violation(method: workbench.Method, case) -> float:
     return max(_gap(c, (x - x0) * ((m * v) @ W)), _gap(c.sum(1), delta, scale=c.abs().sum().item()))
 
 
+@twin_of(deeplift_rescale_summation)
 @given(TWO_LAYER)
 def test_deeplift_sums_to_delta_on_two_layer_networks(case):
     """Twin of deeplift-rescale-summation: the deeplift method's contributions are the chain-ruled
@@ -483,6 +497,7 @@ def gbp_at_zero_bug_present() -> bool:
     return bool(workbench.method("guided-backprop", at_zero=True).attribute(net, x, target=0).abs().sum() > 0)
 
 
+@twin_of(gbp_gated_weights)
 @pytest.mark.parametrize("at_zero", [False, pytest.param(True, marks=pytest.mark.xfail(gbp_at_zero_bug_present(), strict=True, reason=GBP_AT_ZERO_BUG))])
 @given(case=GBP_CASES)
 def test_guided_backprop_is_the_sum_of_positively_gated_weight_vectors(at_zero, case):
@@ -505,6 +520,7 @@ def ixg_residual_vs_bias_contribution(case: wst.NetworkCase, *, biases: bool = T
     return _gap(residual, fx.bias_total - f0.bias_total, scale=scale), residual.abs().max().item() / scale
 
 
+@twin_of(false_ixg_completeness)
 @given(NETWORKS)
 def test_input_x_gradient_completeness_residual_is_the_bias_contribution(case):
     """Twin of false-ixg-completeness: the residual of input x gradient's completeness is the
@@ -514,6 +530,7 @@ def test_input_x_gradient_completeness_residual_is_the_bias_contribution(case):
     assert max(ixg_residual_vs_bias_contribution(case, biases=False)) <= ROUND_OFF
 
 
+@twin_of(false_ixg_completeness)
 def test_input_x_gradient_completeness_fails_on_the_proof_witness():
     """The proof's exact counterexample on the library: W = I, b = (-1, -1), v = (1, 1), c = 0,
     x = (2, 0): F(x) - F(0) = 1 but input x gradient sums to 2 (residual -1 = v_1 b_1 (d_1 - e_1))."""
@@ -579,7 +596,7 @@ def test_twin_catches_a_known_bad_implementation(name):
 
 
 def test_every_twin_in_this_file_has_a_known_bad_demonstration():
-    from proofs import registry
+    from workbench.proofs import registry
 
     here = {name for name, e in registry.CLAIMS.items() if any(t.startswith("tests/properties/test_proof_twins.py::") for t in e.twins)}
     assert here and here <= set(KNOWN_BAD), here - set(KNOWN_BAD)

@@ -2,10 +2,9 @@
 axiom): the checker's Hypothesis search over drawn networks must find no violation, and the
 regression cases (shrunk counterexamples found once, against any method) must hold too.
 
-The list below is written out, not generated from ``workbench.methods()``: a new built-in claim has
-no test until someone adds it here and names it in ``proofs.registry.METHOD_CLAIM_TESTS``; the
-meta-test in tests/proofs then stops failing. Pairs the library is known to violate
-(``proofs.registry.KNOWN_VIOLATIONS``) are strict xfails carrying the defect report for as long as
+The (configuration, axiom) pairs are generated from the method registry (``claimed_pairs``), so a
+new built-in or claim adds its test here by itself. Pairs the library is known to violate
+(``workbench.proofs.registry.KNOWN_VIOLATIONS``) are strict xfails carrying the defect report for as long as
 their regression case reproduces the defect; once the library is fixed they run as ordinary tests
 (and a warning asks for the registry entry to go).
 """
@@ -18,43 +17,27 @@ import pytest
 import torch
 
 import workbench
-from proofs.registry import KNOWN_VIOLATIONS
+from workbench.proofs import registry
+from workbench.proofs.registry import KNOWN_VIOLATIONS
 from workbench.axioms import get_axiom
 from workbench.axioms.base import Case
-from workbench.check import check_axiom
+from workbench.check.search import check_axiom
 from workbench.nets import spec as S
-from workbench.tolerance import rtol_for
+from workbench.core.tolerance import rtol_for
 
 EXAMPLES = 10
 
-_LRP_DUMMY = ["alpha-beta", "dtd-w2", "dtd-zb", "epsilon", "epsilon-alpha2-beta1", "epsilon-gamma-box", "epsilon-plus", "gamma", "w-square", "zero", "zplus"]
-_LRP_CONSERVATION = ["dtd-w2", "dtd-zb", "zero"]
 #: composites that do not conserve in general; the regression cases below show why
 _LRP_NOT_CONSERVATIVE = ["flat", "w-square"]
 
-CLAIMED: list[tuple[str, str]] = [
-    ("deconvnet", "dummy"),
-    ("deeplift", "completeness"), ("deeplift", "dummy"),
-    ("expected-gradients", "completeness"), ("expected-gradients", "dummy"), ("expected-gradients", "implementation-invariance"),
-    ("expected-gradients", "sensitivity-a"), ("expected-gradients", "symmetry"),
-    ("full-gradients", "full-gradient-completeness"), ("full-gradients", "weak-dependence"),
-    ("gradient", "dummy"), ("gradient", "implementation-invariance"), ("gradient", "linearity"), ("gradient", "symmetry"),
-    ("gradient", "weak-dependence"),
-    ("guided-backprop", "dummy"),
-    ("input-x-gradient", "dummy"), ("input-x-gradient", "implementation-invariance"), ("input-x-gradient", "linearity"),
-    ("input-x-gradient", "symmetry"),
-    ("integrated-gradients", "completeness"), ("integrated-gradients", "dummy"), ("integrated-gradients", "implementation-invariance"),
-    ("integrated-gradients", "sensitivity-a"), ("integrated-gradients", "symmetry"),
-    ("integrated-gradients[rule=exact]", "completeness"), ("integrated-gradients[rule=exact]", "dummy"),
-    ("integrated-gradients[rule=exact]", "implementation-invariance"), ("integrated-gradients[rule=exact]", "linearity"),
-    ("integrated-gradients[rule=exact]", "sensitivity-a"), ("integrated-gradients[rule=exact]", "symmetry"),
-    ("integrated-gradients[tolerance=None]", "dummy"), ("integrated-gradients[tolerance=None]", "implementation-invariance"),
-    ("integrated-gradients[tolerance=None]", "linearity"), ("integrated-gradients[tolerance=None]", "symmetry"),
-    ("rectgrad", "dummy"),
-    ("smoothgrad", "dummy"), ("smoothgrad", "implementation-invariance"), ("smoothgrad", "linearity"),
-    *[(f"lrp[composite={c}]", "dummy") for c in _LRP_DUMMY],
-    *[(f"lrp[composite={c}]", "conservation") for c in _LRP_CONSERVATION],
-]
+
+def claimed_pairs() -> list[tuple[str, str]]:
+    """(label, axiom) for every axiom every audited configuration claims, generated from the method
+    registry (``workbench.methods.audited_methods``): a new built-in, variant or claim gets its test."""
+    return registry.claimed_pairs(workbench.methods.audited_methods())
+
+
+CLAIMED = claimed_pairs()
 
 
 def _net(spec: S.NetSpec, state: dict) -> S.SpecNet:
@@ -97,14 +80,14 @@ def _param(label: str, axiom: str):
     if known and reproduces(label, axiom):
         marks = [pytest.mark.xfail(strict=True, reason=known)]
     elif known:
-        warnings.warn(f"known violation {label} {axiom} no longer reproduces: remove it from proofs.registry.KNOWN_VIOLATIONS")
+        warnings.warn(f"known violation {label} {axiom} no longer reproduces: remove it from workbench.proofs.registry.KNOWN_VIOLATIONS")
     return pytest.param(label, axiom, id=f"{label}-{axiom}", marks=marks)
 
 
 @pytest.mark.parametrize("label,axiom", [_param(label, axiom) for label, axiom in CLAIMED])
 def test_claimed_axiom_holds(label, axiom, tmp_path):
     m = workbench.method(label)
-    assert m.label == label and axiom in m.claims, f"{label} no longer claims {axiom}: update this list and the registry"
+    assert m.label == label and axiom in m.claims, f"{label} does not claim {axiom}"
     rtol = _rtol(m, axiom)
     ax = get_axiom(axiom)
     for case in regression_cases().get(axiom, []):
@@ -120,7 +103,7 @@ def test_regression_cases_violate_only_known_defects():
     ax = get_axiom("conservation")
     rtol = rtol_for(torch.float64)
     for case in regression_cases()["conservation"]:
-        for label in [f"lrp[composite={c}]" for c in _LRP_CONSERVATION]:
+        for label in sorted({label for label, axiom in CLAIMED if label.startswith("lrp") and axiom == "conservation"}):
             violated = ax.run(workbench.method(label), case, rtol).violated
             assert not violated or (label, "conservation") in KNOWN_VIOLATIONS, (label, case.label)
         assert not ax.run(workbench.method("lrp", composite="zero"), case, rtol).violated

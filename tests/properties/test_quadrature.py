@@ -13,8 +13,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workbench.errors import InputError
-from workbench.quadrature import MIN_STEPS, RULES, Quadrature, quadrature
+from workbench.core.errors import InputError
+from workbench.paths.quadrature import MIN_STEPS, RULES, Quadrature, quadrature
+from workbench.proofs import false_trapezoid_weights, quadrature_exactness
+from workbench.proofs.base import twin_of
 
 TOL = 1e-10
 MAX_K = 40  # highest monomial checked: keeps t^k well inside float64 for Gauss-Legendre
@@ -69,6 +71,7 @@ def test_weights_sum_to_one(case: tuple[str, int]) -> None:
     assert weight_sum_error(quadrature(*case)) < 1e-12
 
 
+@twin_of(quadrature_exactness)
 @given(rule_and_steps())
 def test_exact_up_to_stated_degree(case: tuple[str, int]) -> None:
     q = quadrature(*case)
@@ -89,6 +92,7 @@ def _leading_error(name: str, n: int) -> tuple[int, float]:
     return 2 * n, math.factorial(n) ** 4 / ((2 * n + 1) * math.factorial(2 * n) ** 2)
 
 
+@twin_of(quadrature_exactness)
 @given(rule_and_steps(max_steps=8))
 def test_not_exact_beyond_degree(case: tuple[str, int]) -> None:
     """At degree + 1 the rule fails, by exactly its textbook error term (so the exactness test can fail)."""
@@ -121,6 +125,7 @@ def test_on_subinterval_integrates_polynomials(case: tuple[str, int], a: float, 
     assert exactness_error(sub, a, b) < TOL
 
 
+@twin_of(false_trapezoid_weights)
 @given(st.integers(2, 64))
 def test_broken_trapezoid_is_caught_by_the_same_properties(n: int) -> None:
     assert exactness_error(quadrature("trapezoid", n)) < TOL

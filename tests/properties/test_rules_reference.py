@@ -1,6 +1,6 @@
 """Engine vs slow matrix-form reference, for every rule, on random networks drawn by Hypothesis.
 
-The references (workbench.rules.reference) are written straight from the formulas with explicit
+The references (workbench.testing.references) are written straight from the formulas with explicit
 dense matrices and contribution matrices; the engine runs the same rules as autograd hooks on the
 torch model (in-place and reused ReLUs, BatchNorm folded by the canonizer, residual sums split by
 a Sum module, convolutions with padding, max and average pooling). They must agree to round-off.
@@ -12,12 +12,12 @@ import torch
 from hypothesis import assume, given, strategies as st
 
 import workbench
-from workbench.degenerate import degenerate_reason
-from workbench import strategies as wst
+from workbench.core.degenerate import degenerate_reason
+from workbench.testing import strategies as wst
 from workbench.methods.modified_backprop import backward_through
 from workbench.nets import spec as S
 from workbench.rules import composites as C
-from workbench.rules import reference as ref
+from workbench.testing import references as ref
 from workbench.rules import rules as R
 
 
@@ -91,7 +91,7 @@ def test_lrp_composites_match_reference(composite, case):
 def _on_a_kink(net, x) -> bool:
     """x puts a ReLU input at 0 (or a max-pool window in a tie): an unstabilized LRP denominator is
     then round-off, and the engine (BatchNorm folded) and the reference amplify different last bits.
-    No evidence either way about the rules (workbench.degenerate)."""
+    No evidence either way about the rules (workbench.core.degenerate)."""
     return degenerate_reason({"f": net}, x, None) is not None
 
 

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 import workbench
-from workbench import alignment as A
-from workbench import sanity as SN
+from workbench.studies import alignment as A
+from workbench.studies import sanity as SN
 from workbench.nets import spec as S
+from workbench.nets import randomize as NR
 
 NFR = ["guided-backprop", "rectgrad", "lrp[composite='zplus']"]
 
@@ -52,7 +53,7 @@ def test_a_method_that_ignores_the_model_passes_nothing_and_one_that_reads_it_fa
     from workbench.methods.base import CallableMethod
 
     spec = S.NetSpec((1, 8, 8), (S.Conv2d(4, 3, padding=1), S.ReLU(), S.Flatten(), S.Linear(3)))
-    net = A.isotropic_network(spec, 0)
+    net = NR.isotropic_network(spec, 0)
     x = torch.randn(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     edge = CallableMethod(lambda model, x, target, baseline: x.clone(), name="input")
     r = SN.randomization_test([edge, workbench.method("gradient")], net, x, mode="cascading")
@@ -63,12 +64,12 @@ def test_a_method_that_ignores_the_model_passes_nothing_and_one_that_reads_it_fa
 
 def test_randomized_models_change_exactly_the_scheduled_layers_and_never_the_model():
     spec = S.NetSpec((2, 6, 6), (S.Conv2d(3, 3), S.ReLU(), S.Conv2d(3, 3), S.ReLU(), S.Flatten(), S.Linear(4), S.ReLU(), S.Linear(2)))
-    net = A.isotropic_network(spec, 0, bias=0.1)
+    net = NR.isotropic_network(spec, 0, bias=0.1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    names = SN.weight_layers(net)
+    names = NR.weight_layers(net)
     assert names == ["0", "2", "5", "7"]
-    for mode in SN.MODES:
-        steps = SN.randomized_models(net, mode, seed=1)
+    for mode in NR.MODES:
+        steps = NR.randomized_models(net, mode, seed=1)
         assert [n for n, _ in steps] == names[::-1]
         for k, (name, copy_) in enumerate(steps):
             changed = {n for n in names if not torch.equal(dict(copy_.named_modules())[n].weight, dict(net.named_modules())[n].weight)}
@@ -79,17 +80,17 @@ def test_randomized_models_change_exactly_the_scheduled_layers_and_never_the_mod
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     layer = dict(net.named_modules())["7"]
     w = layer.weight.detach().clone()
-    SN.randomize_layer(layer, torch.Generator().manual_seed(0))
+    NR.randomize_layer(layer, torch.Generator().manual_seed(0))
     assert abs(float(layer.weight.std()) - float(w.std())) < 0.5 * float(w.std())  # "matched": same scale
 
 
 def test_randomization_rejects_bad_requests():
-    net = A.isotropic_network(S.NetSpec((3,), (S.Linear(2), S.ReLU(), S.Linear(2))), 0)
+    net = NR.isotropic_network(S.NetSpec((3,), (S.Linear(2), S.ReLU(), S.Linear(2))), 0)
     with pytest.raises(workbench.InputError, match="mode"):
-        SN.randomized_models(net, "sideways")
+        NR.randomized_models(net, "sideways")
     with pytest.raises(workbench.InputError, match="not Linear/Conv"):
-        SN.randomized_models(net, "cascading", layers=["1"])
+        NR.randomized_models(net, "cascading", layers=["1"])
     with pytest.raises(workbench.InputError, match="scale"):
-        SN.randomize_layer(net[0], torch.Generator(), scale="huge")
+        NR.randomize_layer(net[0], torch.Generator(), scale="huge")
     with pytest.raises(workbench.InputError, match="no Linear/Conv"):
-        SN.randomized_models(nn.Sequential(nn.ReLU()), "cascading")
+        NR.randomized_models(nn.Sequential(nn.ReLU()), "cascading")

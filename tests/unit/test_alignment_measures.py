@@ -1,21 +1,22 @@
-"""Input-alignment measures (workbench.alignment): cosine, the input signal of each method, the
+"""Input-alignment measures (workbench.studies.alignment): cosine, the input signal of each method, the
 layer-wise trace."""
 
 import pytest
 import torch
 
 import workbench
-from workbench import alignment as A
+from workbench.studies import alignment as A
 from workbench.methods.modified_backprop import backward_through
 from workbench.nets import spec as S
 from workbench.rules import composite
 from workbench.rules import rules as R
+from workbench.nets import randomize as NR
 
 CNN = S.NetSpec((2, 6, 6), (S.Conv2d(3, 3, padding=1), S.BatchNorm(), S.ReLU(inplace=True), S.MaxPool2d(2), S.Flatten(), S.Linear(5), S.ReLU(), S.Linear(3)))
 
 
 def _case(seed=0):
-    net = A.isotropic_network(CNN, seed, bias=0.1)
+    net = NR.isotropic_network(CNN, seed, bias=0.1)
     with torch.no_grad():  # a BatchNorm that matters: LRP folds it into the conv, the gradient does not
         g = torch.Generator().manual_seed(seed)
         net[1].weight.copy_(0.5 + torch.rand(3, generator=g, dtype=torch.float64))

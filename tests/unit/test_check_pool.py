@@ -2,8 +2,8 @@
 
 import pytest
 
-from workbench.check_pool import ChecksInterrupted, check_methods, default_jobs
-from workbench.errors import InputError
+from workbench.check.pool import ChecksInterrupted, check_methods, default_jobs
+from workbench.core.errors import InputError
 
 LABELS = ["gradient", "integrated-gradients[tolerance=None,steps=4]", "deeplift"]
 OPTIONS = dict(axioms=["dummy", "completeness"], examples=3, seed=1, save_dir=None)
@@ -17,7 +17,7 @@ def test_two_processes_give_the_one_process_reports_in_order():
 
 
 def test_interrupt_keeps_finished_reports(monkeypatch):
-    import workbench.check_pool as P
+    import workbench.check.pool as P
 
     calls = []
 

@@ -14,14 +14,14 @@ from torch import nn
 import workbench
 from workbench import peers
 from workbench.axioms import Case, axioms, get_axiom
-from workbench.check import Report, Verdict, check, check_axiom
+from workbench.check.search import Report, Verdict, check, check_axiom
 from workbench.cli import main
-from workbench.contract import check_contract
-from workbench.degenerate import degenerate_reason
+from workbench.methods.contract import check_contract
+from workbench.core.degenerate import degenerate_reason
 from workbench.methods.base import as_method
-from workbench.modelguard import preserved, reporting
+from workbench.core.modelguard import preserved, reporting
 from workbench.nets import spec as S
-from workbench.strategies import Family
+from workbench.testing.strategies import Family
 
 
 # -- the zoo: plausible foreign methods, each wrong in one way ------------------------------

@@ -1,4 +1,4 @@
-"""workbench.coverage: the autograd-graph tracer, node classification, refusals and conventions."""
+"""workbench.core.coverage: the autograd-graph tracer, node classification, refusals and conventions."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import workbench
-from workbench import coverage as cov
+from workbench.core import coverage as cov
 
 
 def _node(fn):

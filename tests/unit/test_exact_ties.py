@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import workbench
-from workbench.errors import ConvergenceError, InputError
-from workbench.exact_path import exact_path_integral
+from workbench.core.errors import ConvergenceError, InputError
+from workbench.paths.exact import exact_path_integral
 
 F64 = torch.float64
 

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 import workbench
-from workbench.fullgrad import check_completeness, full_gradients
+from workbench.methods.fullgrad import check_completeness, full_gradients
 from workbench.methods.fullgrad import postprocess
 from workbench.nets import spec as S
-from workbench.nets.spec import randomize_affine
+from workbench.nets.randomize import randomize_affine
 
 
 CNN = S.NetSpec(
@@ -251,7 +251,7 @@ def test_explain_cli_torchvision_random_weights_and_digits(tmp_path, monkeypatch
     digits = tmp_path / "d.png"
     assert main(["explain", "digits:5", "--out", str(digits)]) == 0
     assert digits.exists() and list((tmp_path / "cache").glob("digits-cnn-*.pt"))
-    from workbench.explain import train_digits
+    from workbench.data.digits import train_digits
 
     _, info = train_digits()  # from the cache now
     assert info["test_accuracy"] > 0.9

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import workbench
-from workbench.memory import ACTIVATION_FACTOR, check_budget, rows_per_chunk, saved_bytes
+from workbench.core.memory import ACTIVATION_FACTOR, check_budget, rows_per_chunk, saved_bytes
 
 F64 = torch.float64
 

@@ -12,7 +12,7 @@ gradient, taking 10x fewer passes, ends slightly lower) -- the advantage is esca
 
 
 from workbench.methods.igos import IGOS
-from workbench.methods.igos_comparison import compare_directions, patch_cases
+from workbench.studies.igos_directions import compare_directions, patch_cases
 
 OPTIONS = dict(resolution=8, iterations=8, steps=10, tv=2.0)
 N = 12

@@ -8,10 +8,10 @@ from typing import Optional, Union
 import pytest
 
 import workbench
-from workbench import experiment as X
-from workbench.check import Report
+from workbench.runner import experiment as X
+from workbench.check.search import Report
 from workbench.cli import main
-from workbench.experiment_config import parse_value, type_name
+from workbench.runner.config import parse_value, type_name
 
 
 def _run(capsys, *argv):
@@ -23,7 +23,7 @@ def _run(capsys, *argv):
 def test_ctrl_c_during_check_keeps_finished_verdicts(capsys, monkeypatch, tmp_path):
     import sys
 
-    C = sys.modules["workbench.check"]  # the module (``workbench.check`` the attribute is the function)
+    C = sys.modules["workbench.check.search"]  # where the checker looks check_axiom up
     real = C.check_axiom
     calls = []
 
@@ -95,7 +95,7 @@ def test_set_values_are_typed_by_the_field():
 
 
 def test_pixel_perturbation_replacement_is_a_number():
-    from experiments.pixel_perturbation import PixelPerturbation
+    from workbench.experiments.pixel_perturbation import PixelPerturbation
 
     assert X.configure(PixelPerturbation, ["replacement=0"]).replacement == 0.0
     assert X.configure(PixelPerturbation, ["replacement=mean"]).replacement == "mean"
@@ -103,7 +103,7 @@ def test_pixel_perturbation_replacement_is_a_number():
 
 def test_more_images_than_the_source_holds_warns(capsys, tmp_path):
     from workbench.cli import _warn_short_data
-    from experiments.pixel_perturbation import PixelPerturbation
+    from workbench.experiments.pixel_perturbation import PixelPerturbation
 
     src = tmp_path / "folder" / "cls"
     src.mkdir(parents=True)

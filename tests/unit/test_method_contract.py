@@ -10,22 +10,33 @@ import torch
 from torch import nn
 
 import workbench
+from workbench.methods import registry as method_registry
 from workbench.nets import spec as S
 
-METHODS = [
-    "gradient",
-    "input-x-gradient",
-    "integrated-gradients",
-    "integrated-gradients[rule='exact']",
-    "integrated-gradients[tolerance=None,steps=8]",
-    "smoothgrad[samples=4]",
-    "smoothgrad[base=integrated-gradients,samples=2]",
-    "expected-gradients[samples=2]",
-    "fullgrad", "simple-fullgrad", "smooth-fullgrad[samples=3]", "full-gradients", "gradcam",
-    "guided-backprop", "guided-backprop[at_zero=True]", "deconvnet", "rectgrad", "rectgrad[q=50.0]",
-    "lrp", "lrp[composite='zero']", "lrp[composite='epsilon-gamma-box']", "lrp[composite='alpha-beta']",
-    "lrp[composite='dtd-zb']", "deeplift", "igos[resolution='full',iterations=3,steps=4]",
-]
+#: speed options for the slow methods (fewer samples / iterations); everything else is the registry's
+FAST = {
+    "smoothgrad": {"samples": 4}, "expected-gradients": {"samples": 2}, "smooth-fullgrad": {"samples": 3},
+    "igos": {"resolution": "full", "iterations": 3, "steps": 4},
+}
+#: convention options worth a contract row of their own
+CONVENTIONS = [{"name": "guided-backprop", "at_zero": True}, {"name": "rectgrad", "q": 50.0}]
+
+
+def configurations() -> list[str]:
+    """Every built-in in its default configuration, its audited variants and its matrix rows
+    (generated from the registry), plus the convention rows; labels, which ``workbench.method`` parses."""
+    out: dict[str, None] = {}
+    for info in workbench.methods():
+        cls = method_registry.lookup(info.name)
+        for options in ({}, *cls.variants(), *cls.matrix_variants()):
+            out[workbench.method(info.name, **{**options, **FAST.get(info.name, {})}).label] = None
+    for options in CONVENTIONS:
+        options = dict(options)
+        out[workbench.method(options.pop("name"), **options).label] = None
+    return list(out)
+
+
+METHODS = configurations()
 #: methods that need image inputs (N, C, H, W): not applicable to the MLPs
 IMAGE_ONLY = ("gradcam", "igos")
 

@@ -13,9 +13,9 @@ from PIL import Image
 
 import workbench
 from workbench.cli import main
-from workbench.errors import InputError
-from workbench.netcheck import check_network, load_network, replay_network
-from workbench.nets.spec import randomize_affine
+from workbench.core.errors import InputError
+from workbench.check.network import check_network, load_network, replay_network
+from workbench.nets.randomize import randomize_affine
 
 FIXED_IG = "integrated-gradients[tolerance=None,steps=4]"
 
@@ -157,7 +157,7 @@ def test_python_api_on_a_plain_model():
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     report = workbench.check_network(FIXED_IG, model, x, axioms=["implementation-invariance", "dummy", "symmetry", "linearity"], examples=4, save_dir=None)
     assert isinstance(report, workbench.Report) and report.ok and all(v.holds for v in report.verdicts), report
-    from workbench.pipeline import memory_in_use
+    from workbench.data.pipeline import memory_in_use
 
     budget = memory_in_use("cpu") + 10**8
     chunked = workbench.check_network(FIXED_IG, model, x, axioms=["implementation-invariance"], examples=2, save_dir=None, memory_budget=budget)

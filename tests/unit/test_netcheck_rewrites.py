@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from workbench.errors import InputError, UnsupportedModelError
-from workbench.nets.spec import randomize_affine
-from workbench.netcheck import rewrites as R
-from workbench.netcheck import sites as S
+from workbench.core.errors import InputError, UnsupportedModelError
+from workbench.nets.randomize import randomize_affine
+from workbench.check.network import rewrites as R
+from workbench.check.network import sites as S
 
 
 class SmallVGG(nn.Module):

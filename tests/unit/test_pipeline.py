@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import workbench
-from workbench import pipeline as P
-from workbench.errors import InputError
-from workbench.modelguard import ModelSnapshot
+from workbench.data import pipeline as P
+from workbench.core.errors import InputError
+from workbench.core.modelguard import ModelSnapshot
 
 
 def test_parse_memory():
@@ -52,7 +52,7 @@ def test_chunked_methods_give_the_same_maps():
 def test_image_batches_in_order_with_a_worker(tmp_path):
     from PIL import Image
 
-    from workbench.data import image_source
+    from workbench.data.sources import image_source
 
     rng = np.random.default_rng(0)
     for c in ("a", "b"):
@@ -77,8 +77,8 @@ def test_progress_reports_rate_and_eta():
 
 
 def test_pixel_perturbation_same_result_one_row_per_pass(tmp_path, monkeypatch):
-    import experiments.pixel_perturbation as PP
-    from workbench import experiment as X
+    import workbench.experiments.pixel_perturbation as PP
+    from workbench.runner import experiment as X
 
     methods = ("random", "gradient", "integrated-gradients[tolerance=None,steps=4]")
     # a budget far above this worker's resident set (which other tests grow): one pass per batch

@@ -6,8 +6,8 @@ from hypothesis import given
 from torch import nn
 
 import workbench
-from workbench import strategies as wst
-from workbench.errors import InputError
+from workbench.testing import strategies as wst
+from workbench.core.errors import InputError
 from workbench.prototype import relu_rule, rule_method
 from workbench.rules import Epsilon
 

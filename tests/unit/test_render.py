@@ -5,14 +5,24 @@ import math
 
 import pytest
 
-from workbench import render
+from workbench.core import render
 from workbench.axioms import DEFAULT_AXIOMS, axioms
-from workbench.check import Report, Verdict
-from workbench.cli import MATRIX_METHODS, main
-from workbench.expected_failures import REASONS
+from workbench.check.search import Report, Verdict
+from workbench.check.expected_failures import REASONS
+from workbench.check.views import (
+    abbreviate,
+    matrix_tables,
+    reason,
+    render_reports,
+    write_heatmap,
+    write_html,
+)
+from workbench.cli import main
+from workbench.core.render import Column, Table
 from workbench.methods import methods as builtin_methods
-from workbench.render import Column, Table
-from workbench.report_views import ABBREVIATIONS, abbreviate, matrix_tables, reason, render_reports, write_heatmap, write_html
+from workbench.methods.registry import matrix_methods
+
+MATRIX_METHODS = matrix_methods()
 
 WIDE = "integrated-gradients[tolerance=None,steps=8,rule='right'] " * 3
 
@@ -93,7 +103,7 @@ def test_reason_table_is_consistent_with_the_registries():
         for axiom in table:
             assert axiom == "*" or axiom in known, (name, axiom)
             assert axiom not in claims[name], f"{name} claims {axiom}: its failure is a defect, not expected"
-    assert len(set(ABBREVIATIONS.values())) == len(ABBREVIATIONS)
+    assert all(axioms()[a].abbreviation for a in known)  # each axiom names its column header
     assert len({abbreviate(a) for a in known}) == len(known) and all(len(abbreviate(a)) <= 6 for a in known)
 
 
@@ -128,7 +138,7 @@ def test_cli_listings_fit_100_columns_in_every_format(capsys, tmp_path, argv):
 
 
 def test_experiment_params_fit(capsys):
-    from workbench.experiment import experiments
+    from workbench.runner.experiment import experiments
 
     for name in experiments():
         code, out, _ = _run(capsys, "experiment", name, "--params")

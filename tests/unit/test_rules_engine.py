@@ -13,7 +13,10 @@ from workbench.nets import spec as S
 from workbench.rules import Composite, MergeBatchNorm, ResidualSum, composite
 from workbench.rules import rules as R
 from workbench.rules.composites import elementwise
-from workbench.strategies import Family
+from workbench.testing.strategies import Family
+from workbench.proofs import deeplift_rescale_summation
+from workbench.proofs.base import twin_of
+from workbench.nets.randomize import randomize
 
 CNN = S.NetSpec(
     (2, 6, 6),
@@ -220,6 +223,7 @@ def test_conservation_axiom_both_ways(method, holds, tmp_path):
         assert replay(v.counterexample)[0].violated
 
 
+@twin_of(deeplift_rescale_summation)
 def test_deeplift_completeness_through_the_checker(tmp_path):
     v = check_axiom(workbench.method("deeplift"), "completeness", examples=20, seed=0, save_dir=tmp_path)
     assert v.holds is True and v.claimed and v.cases > 0
@@ -253,7 +257,7 @@ def _torchvision(name, *, bias_free=False, bn_eps=None):
 
     model = getattr(torchvision.models, name)(weights=None)
     if not bias_free:
-        S.randomize(model, generator=torch.Generator().manual_seed(0))  # biases and BatchNorm statistics too
+        randomize(model, generator=torch.Generator().manual_seed(0))  # biases and BatchNorm statistics too
     elif hasattr(model, "fc"):
         torch.nn.init.zeros_(model.fc.bias)  # fresh convs have no bias, BN is (0, 1), VGG's linears 0
     for m in model.modules():
@@ -364,7 +368,7 @@ def test_gamma_stabiliser_diagnostic_on_randomized_resnet50():
     |z_mod| >= |z|: no warning, and a relevance sum of the order of F(x)."""
     import warnings
 
-    from workbench.nets.spec import randomize_affine
+    from workbench.nets.randomize import randomize_affine
     from workbench.rules import StabilizerWarning
     import torchvision
 

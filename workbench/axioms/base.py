@@ -15,13 +15,13 @@ import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
-from ..autograd import forward_targets
-from ..contract import error_text
-from ..degenerate import degenerate_reason
-from ..errors import ConvergenceError, UnsupportedModelError
-from ..methods.base import Method
-from ..nets import spec as S
-from ..strategies import Family
+from workbench.core.autograd import forward_targets
+from workbench.methods.contract import error_text
+from workbench.core.degenerate import degenerate_reason
+from workbench.core.errors import ConvergenceError, UnsupportedModelError
+from workbench.methods.base import Method
+from workbench.nets import spec as S
+from workbench.testing.strategies import Family
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,8 @@ class Axiom:
     """Base class: a name, a case strategy, named paper cases, and ``evaluate``."""
 
     name: ClassVar[str] = "axiom"
+    #: the matrix column header (at most 6 characters; "" -> generated from the name)
+    abbreviation: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: a core axiom (Sundararajan et al. 2017's list) binds every method; a plain callable that
     #: declares no claims is held to the core axioms only, not to other methods' identities
@@ -173,7 +175,7 @@ def axioms() -> dict[str, Axiom]:
 
 
 def get_axiom(name: str) -> Axiom:
-    from ..errors import InputError
+    from workbench.core.errors import InputError
 
     try:
         return _AXIOMS[name]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import paper
-from ..nets import spec as S
-from ..tolerance import rtol_for
-from .base import Axiom, Case, Outcome, attribute, output, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.nets import paper
+from workbench.nets import spec as S
+from workbench.core.tolerance import rtol_for
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, output, register_axiom, relative
 
 
 #: completeness on an affine network: the round-off of quadrature weights held in single
@@ -33,6 +33,7 @@ def is_affine(spec: S.NetSpec) -> bool:
 @register_axiom
 class Completeness(Axiom):
     name = "completeness"
+    abbreviation = "compl"
     description = "sum of attributions = F(x) - F(baseline)"
     core = True
 
@@ -54,7 +55,7 @@ class Completeness(Axiom):
         total = float(a.sum())
         scale = max(abs(fx), abs(fr), float(a.abs().sum()))
         note = f"sum(A) = {total:.6g}, F(x) - F(x') = {fx - fr:.6g}"
-        spec = getattr(f, "spec", None)  # None: a given network (workbench.netcheck), not a drawn one
+        spec = getattr(f, "spec", None)  # None: a given network (workbench.check.network), not a drawn one
         if spec is not None and is_affine(spec):  # no kink, no curvature: any sound rule is exact up to round-off
             rtol = min(rtol, max(rtol_for(case.x.dtype), AFFINE_RTOL))
             note += " (affine network: checked at round-off tolerance)"

@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import spec as S
-from .base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.nets import spec as S
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
 
 
 def bias_free(net: S.SpecNet) -> S.SpecNet:
@@ -61,6 +61,7 @@ def _conservation_case(c: wst.NetworkCase) -> Case:
 @register_axiom
 class Conservation(Axiom):
     name = "conservation"
+    abbreviation = "cons"
     description = "sum of input relevance = output relevance F_t(x) (bias-free ReLU nets, F_t(x) > 0)"
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
@@ -93,6 +94,7 @@ def _identity_outcome(a: torch.Tensor, b: torch.Tensor, rtol: float, what: str) 
 @register_axiom
 class InputTimesGradientIdentity(Axiom):
     name = "input-x-gradient-identity"
+    abbreviation = "ixgId"
     description = "A = x * grad F_t(x) on bias-free ReLU nets (LRP-0, DeepLift with zero reference)"
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
@@ -100,7 +102,7 @@ class InputTimesGradientIdentity(Axiom):
         return relu_only.cases(dtype).map(lambda c: _identity_case(c, False))
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
-        from ..methods.registry import method as build
+        from workbench.methods.registry import method as build
 
         f = case.nets["f"]
         a = attribute(method, f, case.x, case.target, case.baseline)
@@ -111,6 +113,7 @@ class InputTimesGradientIdentity(Axiom):
 @register_axiom
 class AlphaOneBetaZeroIdentity(Axiom):
     name = "alpha1-beta0-identity"
+    abbreviation = "a1b0Id"
     description = "A = LRP alpha=1, beta=0 (= z+ = DTD z+) on bias-free ReLU nets with x >= 0"
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
@@ -118,7 +121,7 @@ class AlphaOneBetaZeroIdentity(Axiom):
         return relu_only.cases(dtype).map(lambda c: _identity_case(c, True))
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
-        from ..methods.registry import method as build
+        from workbench.methods.registry import method as build
 
         f = case.nets["f"]
         a = attribute(method, f, case.x, case.target, case.baseline)

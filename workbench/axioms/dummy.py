@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import transforms
-from .base import Axiom, Case, Outcome, attribute, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.nets import transforms
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
 
 
 def feature_values(a: torch.Tensor, spec_shape: tuple, k: int) -> torch.Tensor:
@@ -29,6 +29,7 @@ def _dummy_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -> Cas
 @register_axiom
 class Dummy(Axiom):
     name = "dummy"
+    abbreviation = "dummy"
     description = "F independent of a feature -> its attribution is 0"
     core = True
 

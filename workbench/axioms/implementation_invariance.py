@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import transforms
-from .base import Axiom, Case, Outcome, attribute, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.nets import transforms
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
 
 
 @st.composite
@@ -41,6 +41,7 @@ def _equivalent_pairs(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -
 @register_axiom
 class ImplementationInvariance(Axiom):
     name = "implementation-invariance"
+    abbreviation = "implI"
     description = "functionally equal networks -> equal attributions"
     core = True
 

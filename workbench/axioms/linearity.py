@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import transforms
-from .base import Axiom, Case, Outcome, attribute, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.nets import transforms
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
 
 _COEFFICIENTS = st.sampled_from([1.0, 2.0, -1.0, 0.5, -0.5, 3.0])
 
@@ -28,6 +28,7 @@ def _sum_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -> Case:
 @register_axiom
 class Linearity(Axiom):
     name = "linearity"
+    abbreviation = "lin"
     description = "A(a f1 + b f2) = a A(f1) + b A(f2)"
     core = True
 

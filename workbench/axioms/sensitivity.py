@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import paper
-from .base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.nets import paper
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
 
 
 @st.composite
@@ -32,6 +32,7 @@ def _one_feature_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) 
 @register_axiom
 class SensitivityA(Axiom):
     name = "sensitivity-a"
+    abbreviation = "sensA"
     description = "input and baseline differ in one feature and in output -> that feature's attribution != 0"
     core = True
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .. import strategies as wst
-from ..nets import transforms
-from .base import Axiom, Case, Outcome, attribute, register_axiom, relative
-from .dummy import feature_values
+from workbench.testing import strategies as wst
+from workbench.nets import transforms
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
+from workbench.axioms.dummy import feature_values
 
 
 def _tie(t: torch.Tensor, i: int, j: int) -> torch.Tensor:
@@ -34,6 +34,7 @@ def _symmetric_cases(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) ->
 @register_axiom
 class Symmetry(Axiom):
     name = "symmetry"
+    abbreviation = "symm"
     description = "F symmetric in i, j and x_i = x_j, x'_i = x'_j -> A_i = A_j"
     core = True
 

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from .. import strategies as wst
-from ..exact_path import RegionTracker, as_tuple, probe_kinks
-from .base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
+from workbench.testing import strategies as wst
+from workbench.paths.exact import RegionTracker, as_tuple, probe_kinks
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, not_applicable, output, register_axiom, relative
 
 #: kinks closer than this (in s) to x are kinks x sits on, not kinks ahead of it
 _AT_X = 1e-12
@@ -155,6 +155,7 @@ def representation(method, net: nn.Module, x: Tensor, target: int, baseline: Ten
 @register_axiom
 class WeakDependence(Axiom):
     name = "weak-dependence"
+    abbreviation = "weakD"
     description = "x, x2 in the same linear region -> the same representation (depends on x only through (w, b))"
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
@@ -184,6 +185,7 @@ class WeakDependence(Axiom):
 @register_axiom
 class FullGradientCompleteness(Axiom):
     name = "full-gradient-completeness"
+    abbreviation = "fgCmp"
     description = "the representation recovers the output: phi(S(x), x) = F(x)"
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:

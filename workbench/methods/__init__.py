@@ -1,9 +1,21 @@
-"""Attribution methods. Importing this package registers the built-in methods."""
+"""Attribution methods, one family per module; importing the package registers the built-ins.
 
-from .base import CallableMethod, Claims, Method, as_method
-from .registry import MethodInfo, method, methods, parse_method, register
-from . import gradient, integrated_gradients, smoothgrad, expected_gradients  # noqa: F401  (register)
-from . import fullgrad, gradcam, modified_backprop, deeplift  # noqa: F401  (register)
-from . import igos  # noqa: F401  (register)
+The package is callable: ``workbench.methods()`` lists the built-in methods with their claims
+(``registry.methods``); ``workbench.method(name, **options)`` builds one. ``registry`` is the one
+source of truth for names, default configurations, the configurations the claims audit covers and
+the axioms each claims.
+"""
 
-__all__ = ["CallableMethod", "Claims", "Method", "MethodInfo", "as_method", "method", "methods", "parse_method", "register"]
+from workbench.core.callable_module import make_callable
+from workbench.methods.base import CallableMethod, Claims, Method, as_method
+from workbench.methods.registry import MethodInfo, audited_methods, method, methods, parse_method, register
+from workbench.methods import gradient, integrated_gradients, smoothgrad, expected_gradients  # noqa: F401  (register)
+from workbench.methods import fullgrad, gradcam, modified_backprop, deeplift  # noqa: F401  (register)
+from workbench.methods import igos  # noqa: F401  (register)
+
+make_callable(__name__, methods)
+
+__all__ = [
+    "CallableMethod", "Claims", "Method", "MethodInfo", "as_method", "audited_methods", "method", "methods", "parse_method",
+    "register",
+]

@@ -14,10 +14,18 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from torch import Tensor, nn
 
-from ..coverage import precheck
-from ..errors import InputError, ModelError
-from ..modelguard import preserved, report_breach
-from ..validation import BaselineLike, Target, captum_names, check_input, check_model, resolve_baseline, resolve_target
+from workbench.core.coverage import precheck
+from workbench.core.errors import InputError, ModelError
+from workbench.core.modelguard import preserved, report_breach
+from workbench.core.validation import (
+    BaselineLike,
+    Target,
+    captum_names,
+    check_input,
+    check_model,
+    resolve_baseline,
+    resolve_target,
+)
 
 #: An axiom name mapped to the relative tolerance the method claims it to (None: round-off).
 Claims = Mapping[str, Optional[float]]
@@ -47,6 +55,18 @@ class Method(abc.ABC):
     domain: ClassVar[str] = "any"
     #: whether a method call copies the model's values first and restores them after (foreign code)
     guard_by_value: ClassVar[bool] = False
+
+    @classmethod
+    def variants(cls) -> tuple[dict[str, Any], ...]:
+        """Option sets besides the defaults whose claims the audit covers (each gets its own
+        property tests: ``workbench.methods.registry.audited_methods``)."""
+        return ()
+
+    @classmethod
+    def matrix_variants(cls) -> tuple[dict[str, Any], ...]:
+        """The configurations that get a row in ``workbench check --all`` (default: the default
+        configuration alone; () leaves the method out of the matrix)."""
+        return ({},)
 
     def __init__(self, **options: Any) -> None:
         """Record the options that differ from the subclass constructor's defaults."""
@@ -214,7 +234,7 @@ def as_method(obj: Any, *, claims: Optional[Claims] = None) -> Method:
     if inspect.isclass(obj) and issubclass(obj, Method):
         return obj()
     if inspect.isclass(obj):  # a Captum / Zennit attribution class, adapted (or refused by name)
-        from ..adapters import adapt_class
+        from workbench.methods.adapters import adapt_class
 
         return as_method(adapt_class(obj), claims=claims)
     return CallableMethod(obj, claims=claims)

@@ -9,7 +9,7 @@ AdaptiveMaxPool1d/2d/3d) uses exact multipliers on its winners (``rules.RescaleM
 under the named convention ``max_pool_ties``). The multipliers compose by the chain rule, and
 the attribution (x - x0) * m sums to F(x) - F(x0) exactly (up to round-off), biases included.
 
-Coverage (``workbench.coverage``): the input pass is traced, and any other nonlinear operation
+Coverage (``workbench.core.coverage``): the input pass is traced, and any other nonlinear operation
 -- an LSTM, a MultiheadAttention, a softmax, a custom autograd Function, ``F.gelu`` called in a
 ``forward`` -- raises ``UnsupportedModelError`` naming the layer: its gradient would break
 summation-to-delta silently. ``unsupported="gradient"`` keeps the gradient there instead (the
@@ -23,13 +23,13 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .. import coverage as cov
-from ..rules import composites as C
-from ..rules.pooling import check_ties
-from ..rules.rules import _ReferenceStore
-from .base import Method
-from .modified_backprop import backward_through
-from .registry import register
+from workbench.core import coverage as cov
+from workbench.rules import composites as C
+from workbench.rules.pooling import check_ties
+from workbench.rules.rules import _ReferenceStore
+from workbench.methods.base import Method
+from workbench.methods.modified_backprop import backward_through
+from workbench.methods.registry import register
 
 
 @register

@@ -13,11 +13,11 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .. import baselines as baselines_mod
-from ..errors import InputError
-from .base import Method
-from .integrated_gradients import IntegratedGradients
-from .registry import register
+from workbench.paths import baselines as baselines_mod
+from workbench.core.errors import InputError
+from workbench.methods.base import Method
+from workbench.methods.integrated_gradients import IntegratedGradients
+from workbench.methods.registry import register
 
 
 @register

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..autograd import target_outputs
-from ..errors import InputError, UnsupportedModelError
-from .base import Method
-from .registry import register
+from workbench.core.autograd import target_outputs
+from workbench.core.errors import InputError, UnsupportedModelError
+from workbench.methods.base import Method
+from workbench.methods.registry import register
 
 
 class _LastCall:

@@ -11,9 +11,9 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ..autograd import target_gradients
-from .base import Method
-from .registry import register
+from workbench.core.autograd import target_gradients
+from workbench.methods.base import Method
+from workbench.methods.registry import register
 
 _GRADIENT_CLAIMS = {
     "dummy": None,

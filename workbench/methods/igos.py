@@ -58,20 +58,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import baselines
-from ..errors import InputError, UnsupportedModelError
-from ..metrics.scores import SCORE_KINDS, class_scores
-from ..modelguard import preserved
-from ..quadrature import RULES, quadrature
-from ..validation import Target, check_input, check_model, resolve_baseline
-from .base import Method, _normalize_target
-from .registry import register
+from workbench.paths import baselines
+from workbench.core.errors import InputError, UnsupportedModelError
+from workbench.metrics.scores import SCORE_KINDS, class_scores
+from workbench.core.modelguard import preserved
+from workbench.paths.quadrature import RULES, quadrature
+from workbench.core.validation import Target, check_image_batch, check_input, check_model, resolve_baseline
+from workbench.methods.base import Method, _normalize_target
+from workbench.methods.registry import register
 
 #: an integer (square mask), a pair (h, w), a string 'HxW', or 'full' (the image's own size)
 Resolution = Union[int, tuple[int, int], str]
@@ -163,6 +163,11 @@ class IGOS(Method):
     description = "I-GOS: mask optimized by integrated-gradient descent with Armijo line search (blurred canvas)"
     uses_baseline = True
 
+    @classmethod
+    def matrix_variants(cls) -> tuple[dict[str, Any], ...]:
+        """Not in the ``check --all`` matrix: an optimisation per call, minutes per axiom: checked on its own (workbench check igos)."""
+        return ()
+
     def __init__(
         self,
         *,
@@ -248,7 +253,7 @@ class IGOS(Method):
 
     # -- the optimizer -----------------------------------------------------------------------------
     def _optimize(self, model: nn.Module, x: Tensor, target: Tensor, canvas: Optional[Tensor]) -> MaskOptimization:
-        _check_image(x)
+        check_image_batch(x, "igos", why="it optimizes a spatial mask over the image", error=UnsupportedModelError)
         n, _, height, width = x.shape
         rh, rw = self._mask_size(height, width)
         canvas = baselines.gaussian_blur(x, self.blur_sigma, self.blur_kernel) if canvas is None else canvas.detach()
@@ -456,14 +461,6 @@ class _Bookkeeping:
         self.gradient_rows = torch.zeros(n, dtype=torch.long, device=device)
         self.forward_rows = torch.zeros(n, dtype=torch.long, device=device)
         self.calls: list[tuple[str, int]] = []
-
-
-def _check_image(x: Tensor) -> None:
-    if x.dim() != 4:
-        raise UnsupportedModelError(
-            f"igos needs an image batch of shape (N, C, H, W), got shape {tuple(x.shape)}: "
-            "it optimizes a spatial mask over the image"
-        )
 
 
 def _check_resolution(resolution: Resolution) -> Union[tuple[int, int], str]:

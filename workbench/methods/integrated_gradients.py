@@ -22,11 +22,11 @@ Three ways to evaluate the integral, chosen by ``rule`` and ``tolerance``:
   below 10x the dtype's round-off (1e-8 in float64, 1e-3 in float32) is raised to that floor
   with a ToleranceWarning (an InputError under ``strict=True``).
 * ``rule="exact"``: exact integration over the linear pieces of a piecewise-linear network
-  (see ``workbench.exact_path``); the oracle for the other two. Max-pool ties follow ``max_pool_ties``.
+  (see ``workbench.paths.exact``); the oracle for the other two. Max-pool ties follow ``max_pool_ties``.
 
 Memory is bounded: path points are evaluated in chunks of ``chunk_size`` rows; by default the
 chunk is set from ``memory_budget`` and the activation size measured on one probe pass
-(``workbench.memory``); the error-controlled mode keeps its node gradients within the budget.
+(``workbench.core.memory``); the error-controlled mode keeps its node gradients within the budget.
 """
 
 from __future__ import annotations
@@ -39,18 +39,18 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .. import baselines as baselines_mod
-from ..autograd import forward_targets, target_outputs
-from ..coverage import LINEAR_KINDS, Coverage, precheck
-from ..errors import ConvergenceError, ConvergenceWarning, InputError, ToleranceWarning
-from ..exact_path import ELEMENTWISE_KINKS, MAX_POOLS
-from ..memory import cached_row_bytes, check_budget, remember_row_bytes, rows_per_chunk, saved_bytes
-from ..modelguard import preserved
-from ..quadrature import RULES, quadrature
-from ..tolerance import rtol_for
-from ..validation import captum_names, check_input, check_model, resolve_baseline
-from .base import Method, _normalize_target
-from .registry import register
+from workbench.paths import baselines as baselines_mod
+from workbench.core.autograd import forward_targets, target_outputs
+from workbench.core.coverage import LINEAR_KINDS, Coverage, precheck
+from workbench.core.errors import ConvergenceError, ConvergenceWarning, InputError, ToleranceWarning
+from workbench.paths.exact import ELEMENTWISE_KINKS, MAX_POOLS
+from workbench.core.memory import cached_row_bytes, check_budget, remember_row_bytes, rows_per_chunk, saved_bytes
+from workbench.core.modelguard import preserved
+from workbench.paths.quadrature import RULES, quadrature
+from workbench.core.tolerance import rtol_for
+from workbench.core.validation import captum_names, check_input, check_model, resolve_baseline
+from workbench.methods.base import Method, _normalize_target
+from workbench.methods.registry import register
 
 BaselineSpec = Union[str, float, Callable[..., Tensor]]
 
@@ -91,6 +91,16 @@ class IntegratedGradients(Method):
     name = "integrated-gradients"
     description = "Integrated Gradients (fixed, error-controlled or exact path integral)"
     uses_baseline = True
+
+    @classmethod
+    def variants(cls) -> tuple[dict[str, Any], ...]:
+        """The exact path walk and the fixed-step quadrature claim more / other axioms."""
+        return ({"rule": "exact"}, {"tolerance": None})
+
+    @classmethod
+    def matrix_variants(cls) -> tuple[dict[str, Any], ...]:
+        """Error-controlled (default), exact, and a fixed rule too coarse to be complete."""
+        return ({}, {"rule": "exact"}, {"tolerance": None, "steps": 8, "rule": "right"})
 
     def __init__(
         self,
@@ -168,7 +178,7 @@ class IntegratedGradients(Method):
 
     @property
     def coverage(self) -> Optional[Coverage]:
-        """Layer coverage (``workbench.coverage``): the exact rule models the kinks of ReLU, LeakyReLU,
+        """Layer coverage (``workbench.core.coverage``): the exact rule models the kinks of ReLU, LeakyReLU,
         Hardtanh and max pools only; quadrature needs no model of any differentiable operation."""
         if self.rule != "exact":
             return None
@@ -360,7 +370,7 @@ class IntegratedGradients(Method):
             state[i] = None  # free the node gradients of this sample
 
     def _exact(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> PathIntegral:
-        from ..exact_path import exact_path_integral
+        from workbench.paths.exact import exact_path_integral
 
         r = exact_path_integral(
             model, x, baseline, target, max_pool_ties=self.max_pool_ties, max_regions=self.max_regions,
@@ -379,7 +389,7 @@ class _Path:
 
     Each pass gives phi(s) = F_t(point), phi'(s) = (x - x') . grad F_t(point) (float64, on the
     CPU) and the gradient. With ``chunk_size=None`` the first pass runs on one row and measures
-    the activation bytes autograd saves (``workbench.memory``); the chunk follows from the budget.
+    the activation bytes autograd saves (``workbench.core.memory``); the chunk follows from the budget.
     """
 
     def __init__(self, model: nn.Module, x: Tensor, baseline: Tensor, target: Tensor, chunk_size: Optional[int], budget: int) -> None:

@@ -15,9 +15,9 @@ Each method is a composite (``workbench.rules``) plus a seed and a read-out:
 
 ``RuleMethod.signal`` returns the gradient-like signal at the input (the map before any
 multiplication by x; for LRP the first layer's weights combined with R_j / z_j): the quantity the
-input-alignment theory is about (``workbench.alignment``).
+input-alignment theory is about (``workbench.studies.alignment``).
 
-Coverage (``workbench.coverage``): each method models the layers its composite puts a rule on
+Coverage (``workbench.core.coverage``): each method models the layers its composite puts a rule on
 (``Rule.models``: ReLU for GBP / DeconvNet / RectGrad; every max pool, under the tie convention
 ``max_pool_ties``; for LRP also Linear, Conv, average pools, BatchNorm, the residual Sum) and
 keeps the plain gradient elsewhere, which is exact on affine and structural operations (for LRP
@@ -41,17 +41,17 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .. import coverage as cov
-from ..autograd import target_outputs
-from ..modelguard import preserved
-from ..validation import Target, check_input, check_model, resolve_target
-from ..rules import composites as C
-from ..rules import rules as R
-from ..rules.engine import Composite
-from ..rules.pooling import check_ties
-from ..errors import InputError
-from .base import Method
-from .registry import register
+from workbench.core import coverage as cov
+from workbench.core.autograd import target_outputs
+from workbench.core.modelguard import preserved
+from workbench.core.validation import Target, check_input, check_model, resolve_target
+from workbench.rules import composites as C
+from workbench.rules import rules as R
+from workbench.rules.engine import Composite
+from workbench.rules.pooling import check_ties
+from workbench.core.errors import InputError
+from workbench.methods.base import Method
+from workbench.methods.registry import register
 
 
 class RuleMethod(Method):
@@ -61,7 +61,7 @@ class RuleMethod(Method):
     seed: str = "gradient"
     #: multiply the input signal by x (RectGrad, input x modified gradient)
     times_input: bool = False
-    #: operation kinds the method handles exactly by their plain gradient (``workbench.coverage``)
+    #: operation kinds the method handles exactly by their plain gradient (``workbench.core.coverage``)
     gradient_kinds: frozenset = cov.LINEAR_KINDS
     #: the conventions ``unsupported=`` may name
     conventions: tuple = cov.UNSUPPORTED
@@ -188,6 +188,11 @@ class DeconvNetMethod(RuleMethod):
     description = "DeconvNet (ReLU backward passes positive signal, ignoring the forward)"
     base_claims = _DUMMY
 
+    @classmethod
+    def matrix_variants(cls) -> tuple[dict[str, Any], ...]:
+        """Not in the ``check --all`` matrix: GBP's verdicts with the sign rule moved: the matrix keeps Guided Backprop."""
+        return ()
+
     def __init__(self, *, unsupported: str = "refuse", max_pool_ties: str = "first") -> None:
         super().__init__(unsupported=unsupported, max_pool_ties=max_pool_ties)
         self._set_conventions(unsupported, max_pool_ties)
@@ -228,6 +233,16 @@ class LRP(RuleMethod):
     gradient_kinds = frozenset({cov.STRUCTURAL})
     conventions = ("refuse", "gradient", "pass")
 
+    @classmethod
+    def variants(cls) -> tuple[dict[str, Any], ...]:
+        """Every composite of ``composites.TABLE`` (its claims depend on the composite)."""
+        return tuple({"composite": name} for name in C.composite_names())
+
+    @classmethod
+    def matrix_variants(cls) -> tuple[dict[str, Any], ...]:
+        """The default composite and LRP-0 (the one equal to input x gradient)."""
+        return ({}, {"composite": "zero"})
+
     def __init__(
         self,
         *,
@@ -258,7 +273,7 @@ class LRP(RuleMethod):
             monotone_pass=unsupported == "pass",
         )
         self.composite()  # unknown names fail here, not at the first call
-        self._box = "zb" in C.TABLE[composite] and (low is not None or high is not None)
+        self._box = "zb" in C.TABLE[composite][:3] and (low is not None or high is not None)
         if self._box:
             if low is None or high is None:
                 raise InputError(f"zB box bounds: give both low and high (or neither: the default box [-B, B], B = max(3, max |x|)); got low={low}, high={high}")
@@ -281,7 +296,7 @@ class LRP(RuleMethod):
     @property
     def claims(self) -> dict[str, Optional[float]]:
         out: dict[str, Optional[float]] = {}
-        first = C.TABLE[self.composite_name][2]
+        first = C.TABLE[self.composite_name].first
         if first != "flat" and self.composite_name != "flat":
             out["dummy"] = None
         if self.composite_name in C.CONSERVATIVE and not self.composite_options["stabilizer"]:

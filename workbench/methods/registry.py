@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from typing import Any, Optional, Type
 
-from ..errors import InputError
-from .base import Method
+from workbench.core.errors import InputError
+from workbench.core.options import assignments, literal, split_top
+from workbench.methods.base import Method
 
 _REGISTRY: dict[str, Type[Method]] = {}
 
@@ -39,6 +39,28 @@ def methods() -> list[MethodInfo]:
     return out
 
 
+def audited_methods() -> list[Method]:
+    """The configurations whose claims are audited and property-tested: every built-in in its default
+    configuration and in each of its ``variants()``, one per label."""
+    out: dict[str, Method] = {}
+    for name in sorted(_REGISTRY):
+        for options in ({}, *_REGISTRY[name].variants()):
+            m = method(name, **options)
+            out.setdefault(m.label, m)
+    return list(out.values())
+
+
+def matrix_methods() -> list[str]:
+    """The rows of ``workbench check --all``, as method strings in registration order: each
+    built-in's ``matrix_variants()``."""
+    out = []
+    for name, cls in _REGISTRY.items():
+        for options in cls.matrix_variants():
+            text = ",".join(f"{k}={v if isinstance(v, str) and v in _REGISTRY else repr(v)}" for k, v in options.items())
+            out.append(f"{name}[{text}]" if options else name)
+    return out
+
+
 def method(name: str, **options: Any) -> Method:
     """Build the built-in method `name` with `options`; ``name[k=v,...]`` strings are accepted too."""
     if "[" in name:
@@ -59,27 +81,7 @@ def _value(text: str) -> Any:
     text = text.strip()
     if text in _REGISTRY or "[" in text:
         return method(text)
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def _split_top(text: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur)
-    return parts
+    return literal(text)
 
 
 def parse_method(text: str) -> Method:
@@ -90,12 +92,8 @@ def parse_method(text: str) -> Method:
     if not text.endswith("]"):
         raise InputError(f"cannot parse method {text!r}: expected name[key=value,...]")
     name, _, rest = text.partition("[")
-    options: dict[str, Any] = {}
-    for item in _split_top(rest[:-1]):
-        key, eq, val = item.partition("=")
-        if not eq:
-            raise InputError(f"cannot parse option {item!r} in {text!r}: expected key=value")
-        options[key.strip()] = _value(val)
+    items = [item for item in split_top(rest[:-1]) if item.strip()]
+    options = {key: _value(val) for key, val in assignments(items, what=f"the method {text!r}").items()}
     return method(name.strip(), **options)
 
 

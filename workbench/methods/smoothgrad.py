@@ -7,15 +7,15 @@ every sample, so a sample's map does not depend on the batch it is in, and two c
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
-from .base import Method
-from .registry import method as build_method
-from .registry import register
+from workbench.core.errors import InputError
+from workbench.methods.base import Method
+from workbench.methods.registry import method as build_method
+from workbench.methods.registry import register
 
 #: axioms that survive averaging over input noise (when the base method has them)
 _KEPT = ("dummy", "implementation-invariance", "linearity")
@@ -27,6 +27,11 @@ class SmoothGrad(Method):
 
     name = "smoothgrad"
     description = "SmoothGrad: base method averaged over noisy inputs"
+
+    @classmethod
+    def matrix_variants(cls) -> tuple[dict[str, Any], ...]:
+        """SmoothGrad of the gradient (default) and of Integrated Gradients."""
+        return ({}, {"base": "integrated-gradients"})
 
     def __init__(
         self,

@@ -14,11 +14,11 @@ batches, and leaves the model as it found it.
   (``workbench.metrics.fixtures``).
 """
 
-from .deletion import BLURRED_CANVAS, Curve, deletion_curve, deletion_insertion, insertion_curve
-from .fixtures import Patch, PatchFixture
-from .perturbation import FULLGRAD_PERCENTAGES, PixelPerturbation, pixel_perturbation
-from .scores import class_scores
-from .similarity import MEASURES, applicable_measures, hog_similarity, map_similarity, spearman, ssim
+from workbench.metrics.deletion import BLURRED_CANVAS, Curve, deletion_curve, deletion_insertion, insertion_curve
+from workbench.metrics.fixtures import Patch, PatchFixture
+from workbench.metrics.perturbation import FULLGRAD_PERCENTAGES, PixelPerturbation, pixel_perturbation
+from workbench.metrics.scores import class_scores
+from workbench.metrics.similarity import MEASURES, applicable_measures, hog_similarity, map_similarity, spearman, ssim
 
 __all__ = [
     "BLURRED_CANVAS", "Curve", "FULLGRAD_PERCENTAGES", "MEASURES", "Patch", "PatchFixture", "PixelPerturbation",

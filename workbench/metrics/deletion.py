@@ -15,7 +15,7 @@ f_t is the class probability by default (``score="logit"`` for the logit).
 Canvas: RISE deletes to black and inserts onto a blurred image; I-GOS uses its blurred baseline
 for both. Both curves here default to the I-GOS blur (Gaussian, kernel 51, sigma 50); pass
 ``canvas=0.0`` for RISE's black deletion. Any baseline spec works: a number, a tensor of x's
-shape, a name from ``workbench.baselines`` or a callable.
+shape, a name from ``workbench.paths.baselines`` or a callable.
 
 Step: ``step`` pixels per point; the default ceil(P / 200) gives the reference's 200 points.
 All points of all samples are evaluated as batches of at most ``chunk_size`` images.
@@ -29,12 +29,13 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from .. import baselines
-from ..errors import InputError
-from ..modelguard import preserved
-from ..validation import Target, check_input, check_model, resolve_target
-from .ranking import check_image_batch, pixel_counts, pixel_saliency, salience_ranks
-from .scores import check_score_kind, scores_no_grad
+from workbench.paths import baselines
+from workbench.core.errors import InputError
+from workbench.core.modelguard import preserved
+from workbench.core.validation import Target, check_input, check_model, resolve_target
+from workbench.core.validation import check_image_batch
+from workbench.metrics.ranking import pixel_counts, pixel_saliency, salience_ranks
+from workbench.metrics.scores import check_score_kind, scores_no_grad
 
 #: the I-GOS reference's blurred image: Gaussian kernel 51, sigma 50
 IGOS_BLUR_SIGMA = 50.0
@@ -119,7 +120,7 @@ def deletion_insertion(
 ) -> tuple[Curve, ...]:
     """The curves named in `kinds` (default deletion and insertion), sharing one pixel order and canvas."""
     check_model(model)
-    check_image_batch(x, "deletion/insertion")
+    check_image_batch(x, "deletion/insertion", why="it removes and inserts pixels, which a non-image input does not have")
     check_input(x, model)
     check_score_kind(score)
     for k in kinds:

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from workbench.core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ value, and report the absolute fractional change of the output,
 lower is better: a faithful map puts the pixels the output does not need at the bottom. k pixels
 = round(k / 100 * P). The paper's axis is k in {0.1, 1, 3, 5, 10} % (*reconstructed* from its
 Figure 3; pass ``percentages`` to change it). The replacement is any baseline spec (number, tensor,
-``workbench.baselines`` name, callable); default 0.0, which for mean-normalized inputs is the
+``workbench.paths.baselines`` name, callable); default 0.0, which for mean-normalized inputs is the
 data mean. f_t is the class probability by default (``score="logit"`` for the logit).
 """
 
@@ -21,12 +21,13 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .. import baselines
-from ..errors import InputError
-from ..modelguard import preserved
-from ..validation import Target, check_input, check_model, resolve_target
-from .ranking import check_image_batch, pixel_saliency, salience_ranks
-from .scores import check_score_kind, scores_no_grad
+from workbench.paths import baselines
+from workbench.core.errors import InputError
+from workbench.core.modelguard import preserved
+from workbench.core.validation import Target, check_input, check_model, resolve_target
+from workbench.core.validation import check_image_batch
+from workbench.metrics.ranking import pixel_saliency, salience_ranks
+from workbench.metrics.scores import check_score_kind, scores_no_grad
 
 #: the percentages of the FullGrad paper's pixel-perturbation figure
 FULLGRAD_PERCENTAGES: tuple[float, ...] = (0.1, 1.0, 3.0, 5.0, 10.0)
@@ -62,7 +63,7 @@ def pixel_perturbation(
 ) -> PixelPerturbation:
     """Remove the k% least salient pixels of each image (k in `percentages`) and score the result."""
     check_model(model)
-    check_image_batch(x, "pixel perturbation")
+    check_image_batch(x, "pixel perturbation", why="it removes and inserts pixels, which a non-image input does not have")
     check_input(x, model)
     check_score_kind(score)
     pct = [float(p) for p in percentages]

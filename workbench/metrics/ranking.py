@@ -21,27 +21,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from workbench.core.errors import InputError
 
 ChannelReduction = Literal["sum", "abs-sum", "max-abs"]
 CHANNEL_REDUCTIONS: tuple[str, ...] = ("sum", "abs-sum", "max-abs")
-
-
-def check_image_batch(x: Tensor, what: str) -> None:
-    """Raise unless x is a finite float (N, C, H, W) image batch."""
-    if not isinstance(x, Tensor):
-        raise InputError(f"{what} needs the input as a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise InputError(
-            f"{what} needs an image batch of shape (N, C, H, W), got shape {tuple(x.shape)}; "
-            "it removes and inserts pixels, which a non-image input does not have"
-        )
-    if not x.is_floating_point():
-        raise InputError(f"{what} needs a floating-point image batch, got dtype {x.dtype}")
-    if x.shape[0] == 0:
-        raise InputError(f"{what}: the image batch is empty")
-    if not torch.isfinite(x).all():
-        raise InputError(f"{what}: the image batch contains NaN or inf")
 
 
 def pixel_saliency(saliency: Tensor, x: Tensor, channel_reduction: str = "sum") -> Tensor:

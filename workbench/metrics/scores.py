@@ -16,8 +16,8 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
-from ..validation import check_output, resolve_target
+from workbench.core.errors import InputError
+from workbench.core.validation import check_output, resolve_target
 
 ScoreKind = Literal["probability", "logit"]
 SCORE_KINDS: tuple[str, ...] = ("probability", "logit")

@@ -25,8 +25,8 @@ from typing import Sequence
 import numpy as np
 from torch import Tensor
 
-from ..errors import InputError
-from .ranking import pixel_saliency
+from workbench.core.errors import InputError
+from workbench.metrics.ranking import pixel_saliency
 
 MEASURES: tuple[str, ...] = ("spearman_abs", "spearman", "ssim", "hog")
 

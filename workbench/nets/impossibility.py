@@ -30,8 +30,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from . import spec as S
+from workbench.core.errors import InputError
+from workbench.nets import spec as S
 
 __all__ = ["prop1_pair", "affine_net", "collision", "Collision", "relu_shift"]
 

@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from . import spec as S
+from workbench.core.errors import InputError
+from workbench.nets import spec as S
 
 __all__ = ["ig_saturating", "ig_two_input", "ig_two_input_equivalent", "PAPER_NETS", "paper_case"]
 

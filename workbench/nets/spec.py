@@ -15,7 +15,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from workbench.core.errors import InputError
+from workbench.nets.randomize import randomize
 
 
 @dataclass(frozen=True)
@@ -272,46 +273,6 @@ def build(
     else:
         randomize(net, generator=generator)
     return net.eval()
-
-
-def randomize_affine(model: nn.Module, generator: Optional[torch.Generator] = None, *, scale: float = 0.1) -> nn.Module:
-    """Random biases (Conv/Linear: scale * N(0, 1)) and BatchNorm statistics and shifts
-    (running_mean scale * N(0, 1), running_var in [0.5, 1.5), beta scale * N(0, 1)), in place.
-
-    Fresh torchvision models have zero biases and BatchNorm statistics (0, 1): positively
-    homogeneous, so zero-baseline IG is exact at any step count and every bias term vanishes.
-    Tests and benchmarks on them would prove little (REFERENCES.md).
-    """
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(scale * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                m.running_mean.copy_(scale * torch.randn(m.running_mean.shape, generator=g, dtype=m.running_mean.dtype))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g, dtype=m.running_var.dtype))
-                if m.bias is not None:
-                    m.bias.copy_(scale * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-    return model
-
-
-def randomize(net: nn.Module, *, generator: Optional[torch.Generator] = None, scale: float = 1.0) -> nn.Module:
-    """Fill every parameter and BatchNorm statistic with random values (running_var > 0)."""
-    g = generator
-    with torch.no_grad():
-        for name, t in list(net.named_parameters()) + list(net.named_buffers()):
-            if not t.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand(t.shape, generator=g, dtype=t.dtype))
-            elif name.endswith("running_mean"):
-                t.copy_(0.5 * torch.randn(t.shape, generator=g, dtype=t.dtype))
-            elif name.endswith("weight") and t.dim() == 1:  # BatchNorm gamma
-                t.copy_(0.5 + torch.rand(t.shape, generator=g, dtype=t.dtype))
-            else:
-                fan_in = math.prod(t.shape[1:]) if t.dim() > 1 else 1
-                t.copy_(scale * torch.randn(t.shape, generator=g, dtype=t.dtype) / math.sqrt(fan_in))
-    return net
 
 
 def state_of(net: nn.Module) -> dict:

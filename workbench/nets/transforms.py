@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import InputError, ModelError
-from . import spec as S
+from workbench.core.errors import InputError, ModelError
+from workbench.nets import spec as S
 
 __all__ = [
     "Site",

@@ -112,7 +112,7 @@ def _bottleneck_forward(self: nn.Module, x: Tensor) -> Tensor:
 
 
 def _residual_forward(module: nn.Module) -> Optional[Any]:
-    from ..nets.spec import ResidualBlock
+    from workbench.nets.spec import ResidualBlock
 
     if isinstance(module, ResidualBlock):
         return _spec_residual_forward

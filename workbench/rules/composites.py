@@ -6,7 +6,7 @@ epsilon rule -- Zennit's "Norm"), ReLU (relevance passes). Max pools (every one 
 the relevance to the window's winner under the named tie convention ``max_pool_ties``
 (``pooling.MAX_POOL_TIES``: "first" or "split"; conservative). Every LRP composite canonizes with
 ``MergeBatchNorm`` and ``ResidualSum``. Other elementwise activations are not modelled
-(``workbench.coverage`` refuses them) unless ``monotone_pass=True`` names the convention that
+(``workbench.core.coverage`` refuses them) unless ``monotone_pass=True`` names the convention that
 relevance passes unchanged through every monotone elementwise activation (``rules.MONOTONE``).
 
     name                 dense        conv          first layer   (DTD / Zennit name)
@@ -43,15 +43,15 @@ the classic one does, and its input relevance sums to ~ -6e4 F(x). EpsilonPlusFl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 from torch import nn
 
-from ..errors import InputError
-from . import rules as R
-from .canonizers import MergeBatchNorm, ResidualSum, Sum
-from .engine import Composite
-from .pooling import MAX_POOLS, MaxPoolRule, check_ties
+from workbench.core.errors import InputError
+from workbench.rules import rules as R
+from workbench.rules.canonizers import MergeBatchNorm, ResidualSum, Sum
+from workbench.rules.engine import Composite
+from workbench.rules.pooling import MAX_POOLS, MaxPoolRule, check_ties
 
 DENSE = (nn.Linear,)
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -73,56 +73,47 @@ def _lrp(dense: R.Rule, conv: R.Rule, first: Any, o: dict, name: str) -> Composi
 
 
 def _rule(kind: str, o: dict) -> R.Rule:
-    st = o["stabilizer"]
-    if kind == "zero":
-        return R.LRPZero(bias=o["bias"], stabilizer=st)
-    if kind == "epsilon":
-        return R.Epsilon(epsilon=o["epsilon"], bias=o["bias"])
-    if kind == "gamma":
-        if o["generalized_gamma"]:
-            return R.GeneralizedGamma(gamma=o["gamma"], bias=o["bias"], stabilizer=st)
-        return R.Gamma(gamma=o["gamma"], bias=o["bias"], stabilizer=st)
-    if kind == "zplus":
-        return R.ZPlus(bias=o["zplus_bias"], stabilizer=st)
-    if kind == "zplus-signed":
-        return R.ZPlus(bias=o["zplus_bias"], signed_inputs=True, stabilizer=st)
-    if kind == "alpha-beta":
-        return R.AlphaBeta(alpha=o["alpha"], beta=o["beta"], stabilizer=st)
-    if kind == "alpha2-beta1":
-        return R.AlphaBeta(alpha=2.0, beta=1.0, stabilizer=st)
-    if kind == "flat":
-        return R.Flat(stabilizer=st)
-    if kind == "w-square":
-        return R.WSquare(stabilizer=st)
-    if kind == "zb":
-        return R.ZBox(low=o["low"], high=o["high"], stabilizer=st)
-    raise InputError(f"unknown rule kind {kind!r}")
+    try:
+        return R.KINDS[kind](o)
+    except KeyError:
+        raise InputError(f"unknown rule kind {kind!r}; known: {', '.join(sorted(R.KINDS))}") from None
 
 
-#: composite name -> (dense rule, conv rule, first-layer rule or None)
-TABLE = {
-    "zero": ("zero", "zero", None),
-    "epsilon": ("epsilon", "epsilon", None),
-    "gamma": ("gamma", "gamma", None),
-    "zplus": ("zplus", "zplus", None),
-    "alpha-beta": ("alpha-beta", "alpha-beta", None),
-    "flat": ("flat", "flat", None),
-    "w-square": ("w-square", "w-square", None),
-    "epsilon-plus": ("epsilon", "zplus-signed", None),
-    "epsilon-plus-flat": ("epsilon", "zplus-signed", "flat"),
-    "epsilon-alpha2-beta1": ("epsilon", "alpha2-beta1", None),
-    "epsilon-gamma-box": ("epsilon", "gamma", "zb"),
-    "dtd-zb": ("zplus", "zplus", "zb"),
-    "dtd-w2": ("zplus", "zplus", "w-square"),
+class CompositeSpec(NamedTuple):
+    """Which rule kind (``rules.KINDS``) on dense layers, on conv layers and on the first layer
+    (None: the layer's own rule); ``conserves``: every rule conserves relevance on bias-free ReLU
+    networks with F_t(x) > 0 and signed inputs, so the composite claims conservation."""
+
+    dense: str
+    conv: str
+    first: Optional[str] = None
+    conserves: bool = False
+
+
+#: composite name -> its rule kinds (the one table: names, rules, and the conservation claim).
+#: Conserving: LRP-0 and the DTD presets. Not z+ or gamma at the input layer (a zero denominator
+#: with signed x), nor "flat" and "w-square" at every layer: they send relevance to units whatever
+#: their activation, and a unit with all-zero incoming weights (w-square) or a residual sum /
+#: average pool whose inputs are all zero (flat, whose LRP-0 there has 0/0 := 0) then drops it --
+#: the checker found both (tests/properties/test_proof_twins_claims.py keeps the shrunk cases).
+TABLE: dict[str, CompositeSpec] = {
+    "zero": CompositeSpec("zero", "zero", conserves=True),
+    "epsilon": CompositeSpec("epsilon", "epsilon"),
+    "gamma": CompositeSpec("gamma", "gamma"),
+    "zplus": CompositeSpec("zplus", "zplus"),
+    "alpha-beta": CompositeSpec("alpha-beta", "alpha-beta"),
+    "flat": CompositeSpec("flat", "flat"),
+    "w-square": CompositeSpec("w-square", "w-square"),
+    "epsilon-plus": CompositeSpec("epsilon", "zplus-signed"),
+    "epsilon-plus-flat": CompositeSpec("epsilon", "zplus-signed", "flat"),
+    "epsilon-alpha2-beta1": CompositeSpec("epsilon", "alpha2-beta1"),
+    "epsilon-gamma-box": CompositeSpec("epsilon", "gamma", "zb"),
+    "dtd-zb": CompositeSpec("zplus", "zplus", "zb", conserves=True),
+    "dtd-w2": CompositeSpec("zplus", "zplus", "w-square", conserves=True),
 }
 
-#: composites whose every rule conserves relevance on bias-free ReLU networks with F_t(x) > 0 and
-#: signed inputs (z+ and gamma at the input layer can meet a zero denominator with signed x).
-#: Not "flat" and "w-square" used at every layer: they send relevance to units whatever their
-#: activation, and a unit with all-zero incoming weights (w-square) or a residual sum / average
-#: pool whose inputs are all zero (flat, whose LRP-0 there has 0/0 := 0) then drops it -- the
-#: checker found both (tests/properties/test_proof_twins_claims.py keeps the shrunk cases).
-CONSERVATIVE = {"zero", "dtd-zb", "dtd-w2"}
+#: the composites that claim conservation (generated from TABLE)
+CONSERVATIVE = frozenset(name for name, spec in TABLE.items() if spec.conserves)
 
 
 def composite_names() -> list[str]:
@@ -138,7 +129,7 @@ def composite(name: str, **options: Any) -> Composite:
         raise InputError(f"unknown composite options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     o = {**DEFAULTS, **options}
     check_ties(o["max_pool_ties"])
-    dense, conv, first = TABLE[name]
+    dense, conv, first, _ = TABLE[name]
     return _lrp(_rule(dense, o), _rule(conv, o), _rule(first, o) if first else None, o, name)
 
 

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelError
+from workbench.core.errors import ModelError
 
 _LOCAL = threading.local()
 
@@ -68,7 +68,7 @@ class Rule:
     ``forward_state``; it returns the signal at the input (shape of x).
 
     ``models``: the module types on which the rule computes the method it belongs to exactly
-    (``workbench.coverage`` refuses any other nonlinear layer; composites map these types to it).
+    (``workbench.core.coverage`` refuses any other nonlinear layer; composites map these types to it).
     """
 
     models: tuple = ()

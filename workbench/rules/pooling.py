@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, UnsupportedModelError
-from .engine import Rule
+from workbench.core.errors import InputError, UnsupportedModelError
+from workbench.rules.engine import Rule
 
 MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 MAX_POOL_TIES = ("first", "split")

@@ -40,7 +40,6 @@ unit with z = 0 passes nothing); Zennit's convention is 1e-6 added with the sign
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -48,9 +47,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .canonizers import Sum
-from .engine import Rule
-from .pooling import MAX_POOLS, check_ties, rescale_multipliers
+from workbench.rules.canonizers import Sum
+from workbench.rules.engine import Rule
+from workbench.rules.pooling import MAX_POOLS, check_ties, rescale_multipliers
 
 #: torch's activation modules that act elementwise (generated from torch; the rest mix entries)
 NOT_ELEMENTWISE = {"GLU", "MultiheadAttention", "Softmax", "Softmax2d", "LogSoftmax", "Softmin"}
@@ -124,14 +123,9 @@ class DeconvNet(ElementwiseRule):
 
 
 def percentile(v: Tensor, q: float) -> Tensor:
-    """Per-row q-th percentile of a (N, D) tensor, linear interpolation (numpy's default)."""
-    d = v.shape[1]
-    s = v.sort(dim=1).values
-    pos = (q / 100.0) * (d - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, d - 1)
-    frac = pos - lo
-    return s[:, lo] + frac * (s[:, hi] - s[:, lo])
+    """Per-row q-th percentile of a (N, D) tensor, linear interpolation (numpy's default):
+    ``torch.quantile`` row by row (its input is limited to 2**24 elements per call)."""
+    return torch.stack([torch.quantile(row, q / 100.0, interpolation="linear") for row in v])
 
 
 @dataclass(frozen=True, repr=False)
@@ -176,7 +170,7 @@ class RelevanceSignal(Rule):
     """s = J^T (R / z): the relevance R at a linear layer's output turned back into a gradient-like
     signal (z the layer's output, 0/0 := 0). LRP-0's input relevance is x * s; on the first layer
     this reads the signal an LRP composite delivers to the input -- the weights of the first layer's
-    units combined with the coefficients R_j / z_j (``workbench.alignment.input_signal``)."""
+    units combined with the coefficients R_j / z_j (``workbench.studies.alignment.input_signal``)."""
 
     def backward(self, module: nn.Module, x: Tensor, y: Tensor, grad: Tensor, state: Any) -> Tensor:
         return module_vjp(module, x, safe_divide(grad, y, 0.0))
@@ -508,7 +502,7 @@ class ZBox(LinearRule):
 def box_bounds(mean: Sequence[float], std: Sequence[float], *, low: float = 0.0, high: float = 1.0) -> tuple[tuple, tuple]:
     """Per-channel zB bounds of normalized images: ((low - mean) / std, (high - mean) / std)."""
     if len(mean) != len(std) or any(s <= 0 for s in std):
-        from ..errors import InputError
+        from workbench.core.errors import InputError
 
         raise InputError(f"box_bounds needs one positive std per mean, got mean={mean}, std={std}")
     return tuple((low - m) / s for m, s in zip(mean, std)), tuple((high - m) / s for m, s in zip(mean, std))
@@ -537,6 +531,23 @@ class WSquare(LinearRule):
 # -- DeepLift ------------------------------------------------------------------------------
 
 
+#: LRP rule kind -> the rule built from a composite's options (``composites.DEFAULTS``). The one
+#: name -> factory table: composites name kinds from it, and every kind must have its independent
+#: reference in ``workbench.testing.references.RULES`` (tests/properties/test_rule_kinds.py).
+KINDS: dict[str, Callable[[dict], LinearRule]] = {
+    "zero": lambda o: LRPZero(bias=o["bias"], stabilizer=o["stabilizer"]),
+    "epsilon": lambda o: Epsilon(epsilon=o["epsilon"], bias=o["bias"]),
+    "gamma": lambda o: (GeneralizedGamma if o["generalized_gamma"] else Gamma)(gamma=o["gamma"], bias=o["bias"], stabilizer=o["stabilizer"]),
+    "zplus": lambda o: ZPlus(bias=o["zplus_bias"], stabilizer=o["stabilizer"]),
+    "zplus-signed": lambda o: ZPlus(bias=o["zplus_bias"], signed_inputs=True, stabilizer=o["stabilizer"]),
+    "alpha-beta": lambda o: AlphaBeta(alpha=o["alpha"], beta=o["beta"], stabilizer=o["stabilizer"]),
+    "alpha2-beta1": lambda o: AlphaBeta(alpha=2.0, beta=1.0, stabilizer=o["stabilizer"]),
+    "flat": lambda o: Flat(stabilizer=o["stabilizer"]),
+    "w-square": lambda o: WSquare(stabilizer=o["stabilizer"]),
+    "zb": lambda o: ZBox(low=o["low"], high=o["high"], stabilizer=o["stabilizer"]),
+}
+
+
 class _ReferenceStore:
     """Per-module FIFO of (x0, y0) recorded on the reference pass, consumed on the input pass."""
 
@@ -550,7 +561,7 @@ class _ReferenceStore:
             q.append((x, y))
             return None
         if not q:
-            from ..errors import ModelError
+            from workbench.core.errors import ModelError
 
             raise ModelError(f"DeepLift: the input pass called {type(module).__name__} more often than the reference pass")
         return q.pop(0)

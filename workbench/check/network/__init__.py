@@ -1,0 +1,14 @@
+"""Axiom checks on a given trained network (a torchvision CNN, the user's checkpoint, real images).
+
+    report = workbench.check_network("integrated-gradients", network)       # network: load_network(...)
+    workbench check integrated-gradients --model resnet18 --weights W.pt --source DIR
+
+Modules: ``sites`` (where a traced model can be rewritten), ``rewrites`` (the transforms),
+``network`` (checkpoint + images), ``axioms`` (drawn choices per axiom), ``check`` (search,
+Report, replay files).
+"""
+
+from workbench.check.network.check import check_network, check_network_axiom, is_network_counterexample, replay_network
+from workbench.check.network.network import Network, load_checkpoint, load_network
+
+__all__ = ["Network", "check_network", "check_network_axiom", "is_network_counterexample", "load_checkpoint", "load_network", "replay_network"]
