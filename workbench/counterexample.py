@@ -25,10 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shlex
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -88,15 +86,9 @@ def save_counterexample(directory: Union[str, Path], method: Method, axiom: str,
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", method.label)[:60]
     path = Path(directory) / f"{safe}--{axiom}--{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from .store import write_text_atomic
+
+    return write_text_atomic(path, text)  # temporary file in the folder, fsync, rename
 
 
 # -- reading ------------------------------------------------------------------------------------
