@@ -301,7 +301,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 Column("default", "default", wrap=True, min_width=20)]
         print(render(Table(cols, rows, title=f"{cls.name_prefix}: {cls.claim}"), args.format, title=cls.name_prefix))
         return 0
-    exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
+    exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []) + _batch_setting(cls, args))
     _warn_short_data(exp)
     out_dir = Path(args.results) / exp.name
     from .distributed import from_environment
@@ -335,6 +335,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         shards = [p.stem for p in shard_paths(result.out_dir)]
         print(f"exported {export_items(result.out_dir, args.export, format=fmt, shards=shards)} items to {args.export}")
     return 0
+
+
+def _batch_setting(cls: Any, args: argparse.Namespace) -> list[str]:
+    """``--batch-size N`` as the setting batch_size=N of an experiment that batches images through
+    its methods; refused, naming the option, by any other."""
+    from . import experiment as X
+
+    if args.batch_size is None:
+        return []
+    if not getattr(cls, "batches_images", False):
+        able = [n for n, c in X.experiments().items() if getattr(c, "batches_images", False)]
+        raise WorkbenchError(f"--batch-size does not apply to {cls.name_prefix}: its methods take one image (or a fixed set) per item, "
+                             f"its images are still read ahead by the DataLoader; --batch-size applies to {', '.join(able)}")
+    if any(s.partition("=")[0].strip().replace("-", "_") == "batch_size" for s in args.set):
+        raise WorkbenchError("--batch-size and --set batch_size=... both given; give one")
+    return [f"batch_size={args.batch_size}"]
 
 
 def _warn_short_data(exp: Any) -> None:
@@ -421,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--device", help="torch device, e.g. cuda or cuda:1 (default: the experiment's, cpu)")
     x.add_argument("--results", default="results", help="results root directory (default results/)")
     x.add_argument("--limit", type=int, help="stop after this many new items (run again to resume)")
+    x.add_argument("--batch-size", type=int, help="images per pass of the methods, for experiments that batch them (same results at any size)")
     x.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run holding the results folder (default: refuse at once)")
     x.add_argument("--export", metavar="FILE", help="also write the items to FILE: CSV if it ends in .csv, else JSONL")
     x.add_argument("--allow-mixed", action="store_true", help="resume results made by another commit or package versions (each item records its own)")

@@ -322,7 +322,7 @@ def run_sharded(exp: Any, group: Group, *, results: Union[str, Path], log: Optio
             say(f"{exp.name}: {plan['skipped']} of {len(keys)} items already done, resuming")
         try:
             store.open()
-            for i, key in enumerate(mine, 1):
+            for i, key in enumerate(X.with_images(exp, mine, ctx), 1):
                 t0 = time.monotonic()
                 record = exp.run_item(key, ctx)
                 seconds = time.monotonic() - t0
