@@ -31,7 +31,6 @@ def _per_image(out_dir, field):
 
 
 def test_pixel_perturbation_is_the_same_at_batch_size_1_and_8(tmp_path, monkeypatch):
-    pids = []
     real = P._Groups.__getitem__
     log = tmp_path / "pids"
 
