@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("method", nargs="?", help="built-in name, name[key=value,...], or module:callable (the current directory is importable)")
     c.add_argument("--all", action="store_true", help="the method x axiom matrix of the built-in methods")
     c.add_argument("--axioms", help="comma-separated axiom names (default: all)")
-    c.add_argument("--examples", type=int, default=None, help="drawn cases per axiom (default 60; 10 on a given network)")
+    c.add_argument("--examples", type=int, default=None, help="drawn cases per axiom (default 60; on a given network 10, shared out over the images, at least one each)")
     c.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     c.add_argument("--kind", choices=["mlp", "cnn", "any"], help="networks drawn (default any)")
     c.add_argument("--activations", help="comma-separated: relu,softplus,gelu (default: all three, ReLU only for a piecewise-linear method)")
