@@ -219,6 +219,12 @@ def image_batches(
         yield [keys[i] for i in index], images.to(device=device, dtype=dtype, non_blocking=device.type == "cuda")
 
 
+def load_images(source, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32, *, batch_size: int = 64) -> Tensor:
+    """Every image of `source` as one (N, C, H, W) tensor, read through ``image_batches`` (for the
+    experiments whose items share one small, fixed set of images)."""
+    return torch.cat([x for _, x in image_batches(source, batch_size=batch_size, device=device, dtype=dtype)])
+
+
 class Progress:
     """Counts finished items and reports items/s and the ETA through `say` (every `every` seconds
     at most, and at the end)."""
