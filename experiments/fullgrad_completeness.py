@@ -24,6 +24,7 @@ from torch import nn
 from workbench.runner import experiment as X
 from workbench.data.sources import image_source, torchvision_model
 from workbench.core.errors import InputError
+from workbench.data.pipeline import load_images
 from workbench.methods.fullgrad import full_gradients
 from workbench.nets.randomize import randomize_affine
 
@@ -62,8 +63,8 @@ class FullGradCompleteness(X.Experiment):
         model, random_weights = torchvision_model(key, self.weights)
         if random_weights:
             randomize_affine(model, ctx.generator(key))
-        src = ctx.cached("source", lambda: image_source(self.source, count=self.images, size=self.size, seed=self.seed))
-        x = torch.stack([src[k].image for k in src.keys()]).to(ctx.device)
+        # the images once per run, through the pipeline's DataLoader (pinned memory on CUDA)
+        x = ctx.cached("images", lambda: load_images(image_source(self.source, count=self.images, size=self.size, seed=self.seed), ctx.device, torch.float32))
         record: dict = {"random_weights": random_weights}
         for dtype in (torch.float64, torch.float32):
             net = model.to(ctx.device, dtype)

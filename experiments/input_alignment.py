@@ -80,8 +80,9 @@ class InputAlignment(X.Experiment):
 
     def _batch(self, ctx: X.Context, source: str, count: int) -> torch.Tensor:
         def build():
-            src = image_source(source, count=count, size=self.size, seed=self.seed)
-            return torch.stack([src[k].image for k in src.keys()]).to(ctx.device, getattr(torch, self.dtype))
+            from workbench.data.pipeline import load_images  # through the pipeline's DataLoader (pinned memory on CUDA)
+
+            return load_images(image_source(source, count=count, size=self.size, seed=self.seed), ctx.device, getattr(torch, self.dtype))
         return ctx.cached(f"images:{source}:{count}", build)
 
     def run_item(self, key: str, ctx: X.Context) -> dict:

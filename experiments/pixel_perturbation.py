@@ -43,9 +43,17 @@ class PixelPerturbation(X.ImageExperiment):
     batch_size: int = 16
     memory_budget: str = "2GB"  # bounds every pass: rows per pass measured on one probe (workbench.data.pipeline)
 
+    batches_images = True  # batch_size images per pass; each image's changes do not depend on it
+
     def items(self) -> list[str]:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise workbench.InputError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         keys = self.image_source().keys()
         return [f"batch-{i // self.batch_size}" for i in range(0, len(keys), self.batch_size)]
+
+    def item_images(self, key: str) -> list[str]:
+        i = int(key.split("-")[1])
+        return self.image_keys()[i * self.batch_size:(i + 1) * self.batch_size]
 
     def _replacement(self, ctx: X.Context):
         if isinstance(self.replacement, str):
@@ -54,15 +62,19 @@ class PixelPerturbation(X.ImageExperiment):
         else:
             return float(self.replacement)
 
-        def mean():
-            src = self.images_of(ctx)
-            return torch.stack([src[k].image for k in src.keys()]).mean(dim=(0, 2, 3), keepdim=True)
+        def mean():  # a running sum over DataLoader batches: memory of one batch, not of the data set
+            from workbench.data.pipeline import image_batches
+
+            total, count = None, 0
+            for _, x in image_batches(self.images_of(ctx), batch_size=64, dtype=torch.float64):
+                s = x.sum(dim=(0, 2, 3), keepdim=True)
+                total, count = (s if total is None else total + s), count + x.shape[0] * x.shape[2] * x.shape[3]
+            return (total / count).to(self.torch_dtype())
         return ctx.cached("mean", mean)
 
     def run_item(self, key: str, ctx: X.Context) -> dict:
         model = self.loaded_model(ctx).model
-        i = int(key.split("-")[1])
-        keys = self.images_of(ctx).keys()[i * self.batch_size:(i + 1) * self.batch_size]
+        keys = self.item_images(key)
         x = self.batch(ctx, keys)
         rows, forward_rows = ctx.cached("rows", lambda: (chunk_rows(model, x[:1], self.memory_budget), chunk_rows(model, x[:1], self.memory_budget, backward=False)))
         with torch.no_grad():
@@ -72,7 +84,8 @@ class PixelPerturbation(X.ImageExperiment):
         changes = {}
         for m in self.methods:
             if m == RANDOM:
-                saliency = torch.rand(x.shape[0], 1, *x.shape[2:], generator=ctx.generator(f"{key}/random")).to(ctx.device)
+                # one draw per image, seeded by the image: the same map whatever batch the image is in
+                saliency = torch.cat([torch.rand(1, 1, *x.shape[2:], generator=ctx.generator(f"{k}/random")) for k in keys]).to(ctx.device)
             else:
                 method = with_chunk(workbench.method(m), rows)
                 # images in groups of `rows`: a method's own per-image tensors (path points) stay bounded too

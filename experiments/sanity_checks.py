@@ -41,15 +41,20 @@ class SanityChecks(X.ImageExperiment):
     scale: str = "matched"
     dtype: str = "float64"
 
+    batches_images = True  # batch_size images per pass; each image's scores do not depend on it
+
+    def item_images(self, key: str) -> list[str]:
+        b = int(key.rsplit("-batch", 1)[1])
+        return self.image_keys()[b * self.batch_size:(b + 1) * self.batch_size]
+
     def items(self) -> list[str]:
         n = len(self.image_source())
         return [f"{mode}-seed{s}-batch{b}" for mode in self.modes for s in range(self.seeds) for b in range((n + self.batch_size - 1) // self.batch_size)]
 
     def run_item(self, key: str, ctx: X.Context) -> dict:
-        mode, seed, batch = key.split("-")
-        b = int(batch[len("batch"):])
+        mode, seed, _ = key.split("-")
         model = self.loaded_model(ctx).model
-        keys = self.images_of(ctx).keys()[b * self.batch_size:(b + 1) * self.batch_size]
+        keys = self.item_images(key)
         x = self.batch(ctx, keys)
         methods = [workbench.method(m) for m in self.methods]
         r = SN.randomization_test(methods, model, x, mode=mode, seed=ctx.seed_for(f"{mode}-{seed}"), scale=self.scale)

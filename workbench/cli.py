@@ -78,8 +78,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     say = _progress(args.quiet)
     axioms = args.axioms.split(",") if args.axioms else None
-    if args.model is not None or args.weights is not None or args.source is not None:
+    if args.model is not None:
         return _check_network(args, say)
+    _refuse_options(args, NETWORK_ONLY, "without --model (they set up a network check: --model ARCH --weights W --source DIR)")
+    args.kind, args.shrink = args.kind or "any", args.shrink or "unexpected"
+    if args.jobs is not None and not args.all:
+        raise WorkbenchError("--jobs applies to --all (methods checked side by side), not to one method")
     for a in axioms or ():
         get_axiom(a)  # unknown names fail before any work
     activations = tuple(args.activations.split(",")) if args.activations else None
@@ -140,19 +144,60 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 2 if errors else (1 if failed else 0)
 
 
-def _check_network(args: argparse.Namespace, say) -> int:
-    """``check METHOD --model ARCH --weights FILE --source DIR``: axioms on the user's network."""
-    from workbench.check.network import check_network, load_network
+#: options of ``check`` that only a network check reads, and those only the fixture check reads
+#: (dest -> flag): giving one to the other kind of check is refused, never ignored
+NETWORK_ONLY = {"weights": "--weights", "source": "--source", "images": "--images", "size": "--size", "device": "--device",
+                "memory_budget": "--memory-budget", "results": "--results"}
+FIXTURE_ONLY = {"all": "--all", "kind": "--kind", "activations": "--activations", "jobs": "--jobs", "shrink": "--shrink"}
 
-    if args.all or not args.method or not (args.model and args.weights and args.source):
-        raise WorkbenchError("a network check needs a METHOD and --model, --weights and --source together (not --all)")
-    say(f"loading {args.model} from {args.weights} and {args.images} images of {args.source} at {args.size} px")
-    net = load_network(args.model, args.weights, args.source, images=args.images, size=args.size, seed=args.seed, dtype=_dtype(args.dtype), device=args.device or "cpu")
-    axioms = args.axioms.split(",") if args.axioms else None
-    report = check_network(_resolve_method(args.method, _parse_options(args.option)), net, axioms=axioms, examples=args.examples if args.examples is not None else 10, seed=args.seed, save_dir=args.out, progress=say, shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0, memory_budget=args.memory_budget)
-    from workbench.check.views import render_reports
+
+def _refuse_options(args: argparse.Namespace, options: dict[str, str], why: str) -> None:
+    given = [flag for dest, flag in options.items() if getattr(args, dest, None) not in (None, False)]
+    if given:
+        raise WorkbenchError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {why}")
+
+
+def _check_network(args: argparse.Namespace, say) -> int:
+    """``check METHOD --model ARCH --weights FILE --source DIR``: axioms on the user's network, in
+    memory, or through a results folder (``--results``; under torchrun, sharded over the ranks)."""
+    from workbench.runner.distributed import from_environment, finished_keys
+    from workbench.check.network.job import NetworkCheck, run_network_check
+
+    _refuse_options(args, FIXTURE_ONLY, "to a network check (--model): it draws rewrites of your network and shrinks every violation")
+    if not args.method or not (args.model and args.weights and args.source):
+        raise WorkbenchError("a network check needs a METHOD and --model, --weights and --source together")
+    exp = NetworkCheck.of(args.method, weights=args.weights, source=args.source, option=tuple(args.option), model=args.model,
+                          images=args.images if args.images is not None else 4, size=args.size if args.size is not None else 224,
+                          dtype=args.dtype, axioms=tuple(args.axioms.split(",")) if args.axioms else (), seed=args.seed,
+                          examples=args.examples if args.examples is not None else 10, memory_budget=args.memory_budget,
+                          shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0, out=args.out, device=args.device or "cpu")
+    group = from_environment(exp.device)  # None unless started by torchrun
+    results = args.results if args.results is not None or group is None else "results"
+    say(f"{args.model} from {args.weights}, {exp.images} images of {args.source} at {exp.size} px: {len(exp.items())} units"
+        + (f" over {group.world} processes" if group is not None else "") + (f", results in {Path(results) / exp.name}" if results else ""))
+    try:
+        report = run_network_check(exp, results=results, group=group, log=say)
+    except KeyboardInterrupt:
+        if results is None:
+            raise
+        out = Path(results) / exp.name
+        print(f"interrupted: {len(finished_keys(out))} of {len(exp.items())} units saved in {out}; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        if group is not None:
+            group.close()
+    if group is not None and group.rank != 0:
+        return 0  # rank 0 prints the report of the whole job
+    if report is None:
+        print(f"not finished: run the same command again to resume ({Path(results) / exp.name})", file=sys.stderr)
+        return 2
+    from workbench.check.views import render_reports, write_heatmap, write_html
 
     print(render_reports([report], args.format, matrix=False))
+    if args.html:
+        print(f"html report: {write_html([report], args.html)}", file=sys.stderr)
+    if args.heatmap:
+        print(f"heatmap: {write_heatmap([report], args.heatmap)}", file=sys.stderr)
     failed = [v for v in report.verdicts if v.unexpected and v.status == "fails"]
     for v in failed:
         print(f"\nclaimed axiom failed: {report.method} / {v.axiom}; counterexample: {v.counterexample} "
@@ -226,7 +271,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 Column("default", "default", wrap=True, min_width=20)]
         print(render(Table(cols, rows, title=f"{cls.name_prefix}: {cls.claim}"), args.format, title=cls.name_prefix))
         return 0
-    exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []))
+    exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []) + _batch_setting(cls, args))
     _warn_short_data(exp)
     out_dir = Path(args.results) / exp.name
     from workbench.runner.distributed import from_environment
@@ -235,9 +280,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     try:
         result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed, dist=group)
     except KeyboardInterrupt:
-        from workbench.runner.experiment import finished_records
+        from workbench.runner.distributed import finished_keys
 
-        done = len(finished_records(out_dir / "items.jsonl"))
+        done = len(finished_keys(out_dir))  # over every shard (items.jsonl and those of torchrun ranks)
         print(f"interrupted: {done} item(s) saved in {out_dir}; run the same command again to resume", file=sys.stderr)
         return 130
     finally:
@@ -260,6 +305,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         shards = [p.stem for p in shard_paths(result.out_dir)]
         print(f"exported {export_items(result.out_dir, args.export, format=fmt, shards=shards)} items to {args.export}")
     return 0
+
+
+def _batch_setting(cls: Any, args: argparse.Namespace) -> list[str]:
+    """``--batch-size N`` as the setting batch_size=N of an experiment that batches images through
+    its methods; refused, naming the option, by any other."""
+    from workbench.runner import experiment as X
+
+    if args.batch_size is None:
+        return []
+    if not getattr(cls, "batches_images", False):
+        able = [n for n, c in X.experiments().items() if getattr(c, "batches_images", False)]
+        raise WorkbenchError(f"--batch-size does not apply to {cls.name_prefix}: its methods take one image (or a fixed set) per item, "
+                             f"its images are still read ahead by the DataLoader; --batch-size applies to {', '.join(able)}")
+    if any(s.partition("=")[0].strip().replace("-", "_") == "batch_size" for s in args.set):
+        raise WorkbenchError("--batch-size and --set batch_size=... both given; give one")
+    return [f"batch_size={args.batch_size}"]
 
 
 def _warn_short_data(exp: Any) -> None:
@@ -301,15 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("method", nargs="?", help="built-in name, name[key=value,...], or module:callable (the current directory is importable)")
     c.add_argument("--all", action="store_true", help="the method x axiom matrix of the built-in methods")
     c.add_argument("--axioms", help="comma-separated axiom names (default: all)")
-    c.add_argument("--examples", type=int, default=None, help="drawn cases per axiom (default 60; 10 on a given network)")
+    c.add_argument("--examples", type=int, default=None, help="drawn cases per axiom (default 60; on a given network 10, shared out over the images, at least one each)")
     c.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
-    c.add_argument("--kind", default="any", choices=["mlp", "cnn", "any"], help="networks drawn")
+    c.add_argument("--kind", choices=["mlp", "cnn", "any"], help="networks drawn (default any)")
     c.add_argument("--activations", help="comma-separated: relu,softplus,gelu (default: all three, ReLU only for a piecewise-linear method)")
     c.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     c.add_argument("--option", action="append", default=[], help="method option key=value (repeatable)")
     c.add_argument("--out", default="counterexamples", help="where counterexample files go")
     c.add_argument("--jobs", type=int, help="with --all: processes checking methods side by side (default: one per core; the result is the same)")
-    c.add_argument("--shrink", default="unexpected", choices=["unexpected", "all", "none"], help="which failures are shrunk and saved (default: claimed ones)")
+    c.add_argument("--shrink", choices=["unexpected", "all", "none"], help="which failures are shrunk and saved (default: claimed ones)")
     c.add_argument("--shrink-seconds", type=float, help="optional wall-clock cap per shrink (default none: shrinking counts evaluations)")
     _add_format(c)
     c.add_argument("--html", metavar="PATH", help="also write an HTML report (matrix, reasons, links to counterexample files)")
@@ -318,10 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", help="check on YOUR network: a torchvision architecture (with --weights and --source)")
     c.add_argument("--weights", help="state-dict checkpoint of --model (read with weights_only=True)")
     c.add_argument("--source", help="ImageFolder directory of the images to check on")
-    c.add_argument("--images", type=int, default=4, help="images drawn from --source (default 4)")
-    c.add_argument("--size", type=int, default=224, help="image side in pixels for --source (default 224)")
+    c.add_argument("--images", type=int, help="images drawn from --source (default 4)")
+    c.add_argument("--size", type=int, help="image side in pixels for --source (default 224)")
     c.add_argument("--device", help="torch device for a network check, e.g. cuda (default cpu)")
     c.add_argument("--memory-budget", help="bound each pass of a network check, e.g. 2GB (rows per pass measured on one probe)")
+    c.add_argument("--results", help="network check: keep finished units in this results folder and resume from it (under torchrun: default results/, one shard per rank)")
     c.set_defaults(func=cmd_check)
 
     pr = sub.add_parser("prove", help="run the symbolic proofs and write a Markdown report", add_help=False)
@@ -345,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--device", help="torch device, e.g. cuda or cuda:1 (default: the experiment's, cpu)")
     x.add_argument("--results", default="results", help="results root directory (default results/)")
     x.add_argument("--limit", type=int, help="stop after this many new items (run again to resume)")
+    x.add_argument("--batch-size", type=int, help="images per pass of the methods, for experiments that batch them (same results at any size)")
     x.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run holding the results folder (default: refuse at once)")
     x.add_argument("--export", metavar="FILE", help="also write the items to FILE: CSV if it ends in .csv, else JSONL")
     x.add_argument("--allow-mixed", action="store_true", help="resume results made by another commit or package versions (each item records its own)")

@@ -22,14 +22,7 @@ from hypothesis import strategies as st
 import torch
 
 from workbench.runner import experiment as X
-from workbench.runner.distributed import (
-    DistributedError,
-    Group,
-    ShardConflictError,
-    from_environment,
-    merge_shards,
-    shard_paths,
-)
+from workbench.runner.distributed import DistributedError, Group, ShardConflictError, from_environment, merge_shards, shard_paths
 from workbench.core.errors import InputError
 from workbench.runner.store import FolderLock, ResultsLockedError
 
@@ -203,6 +196,27 @@ def test_a_rank_still_writing_its_shard_is_named(tmp_path, clean):
         lock.release()
     r = X.run(DistItems(), results=tmp_path, **QUIET)
     assert r.skipped == 4 and r.done == 8 and r.summary == clean[1]
+
+
+def test_ctrl_c_counts_the_items_of_every_shard(tmp_path, clean, capsys, monkeypatch):
+    from workbench.cli import main
+
+    out = _shards(tmp_path, clean, split=7)
+    rank1 = out / "rank1-of-2.jsonl"
+    rank1.write_text("".join(line + "\n" for line in rank1.read_text().splitlines()[:2]))  # 7 + 2 items recorded by a job
+    calls, real = [], DistItems.run_item
+
+    def one_then_ctrl_c(self, key, ctx):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(key)
+        return real(self, key, ctx)
+
+    monkeypatch.setattr(DistItems, "run_item", one_then_ctrl_c)
+    assert main(["experiment", "dist-test", "--results", str(tmp_path), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 10 item(s) saved" in err, err  # 7 + 2 in the job's shards, 1 in items.jsonl
+    assert len((out / "items.jsonl").read_text().splitlines()) == 1
 
 
 # -- the coordination on ranks as threads (cheap: no processes) ---------------------------------

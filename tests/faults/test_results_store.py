@@ -22,13 +22,7 @@ from hypothesis import strategies as st
 
 from workbench.runner import experiment as X
 from workbench.core.errors import InputError
-from workbench.runner.store import (
-    ResultsCorruptError,
-    ResultsLockedError,
-    ResultsMismatchError,
-    ResultsWriteError,
-    export_items,
-)
+from workbench.runner.store import ResultsCorruptError, ResultsLockedError, ResultsMismatchError, ResultsWriteError, export_items
 
 QUIET = dict(log=lambda m: None)
 
@@ -436,3 +430,19 @@ def test_a_failed_run_keeps_a_folder_holding_another_shards_items(tmp_path):
     (folder / "b.jsonl").unlink()
     _remove_new_folder([root, folder], folder / "a.jsonl")
     assert not root.exists()
+
+
+def test_export_reads_each_shard_under_its_lock(tmp_path, clean):
+    from workbench.runner.store import FolderLock
+
+    r = X.run(Items(), results=tmp_path, **QUIET)
+    items = r.out_dir / "items.jsonl"
+    with items.open("a") as fh:
+        fh.write('{"key": "item-99", "rec')  # a run still writing (or killed mid-write)
+    torn = items.read_bytes()
+    with FolderLock(r.out_dir, "items"):  # that run holds its shard: export neither reads a half state nor repairs it
+        with pytest.raises(ResultsLockedError, match=f"pid {os.getpid()}"):
+            export_items(r.out_dir, tmp_path / "out.jsonl")
+        assert items.read_bytes() == torn and not (tmp_path / "out.jsonl").exists()
+    assert export_items(r.out_dir, tmp_path / "out.jsonl") == 10  # then the torn tail is cut under the lock
+    assert items.read_bytes() == torn[: torn.rindex(b"\n") + 1]

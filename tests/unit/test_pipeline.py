@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import workbench
-from workbench.data import pipeline as P
+from workbench.data.sources import pipeline as P
 from workbench.core.errors import InputError
 from workbench.core.modelguard import ModelSnapshot
 
@@ -65,6 +65,11 @@ def test_image_batches_in_order_with_a_worker(tmp_path):
     assert got[0][1].dtype == torch.float64 and torch.equal(got[1][1][1].float(), src[src.keys()[5]].image)
     with pytest.raises(InputError, match="batch_size"):
         next(P.image_batches(src, batch_size=0))
+    every = P.load_images(src, dtype=torch.float64, batch_size=4)
+    assert torch.equal(every.float(), torch.stack([src[k].image for k in src.keys()]))
+    groups = [src.keys()[4:], src.keys()[:1], src.keys()[1:4]]  # one tensor per item, whatever the others are
+    for group, x in zip(groups, P.item_batches(src, groups, workers=1)):
+        assert torch.equal(x, torch.stack([src[k].image for k in group]))
 
 
 def test_progress_reports_rate_and_eta():

@@ -25,10 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shlex
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -41,13 +39,7 @@ from workbench.axioms.base import not_applicable
 from workbench.core.errors import InputError, UntrustedCodeError, WorkbenchError
 from workbench.methods.base import CallableMethod, Method, as_method
 from workbench.nets import spec as S
-from workbench.check.prototype_record import (
-    NeedsCode,
-    NotSerializable,
-    PrototypeRecordError,
-    prototype_record,
-    rebuild_prototype,
-)
+from workbench.check.prototype_record import NeedsCode, NotSerializable, PrototypeRecordError, prototype_record, rebuild_prototype
 from workbench.check.replay_schema import DTYPES, LIMITS, READABLE_VERSIONS, SCHEMA_VERSION, ReplayLimits, schema
 
 __all__ = ["ReplayLimits", "SCHEMA_VERSION", "load_counterexample", "method_record", "replay", "save_counterexample", "schema"]
@@ -94,15 +86,9 @@ def save_counterexample(directory: Union[str, Path], method: Method, axiom: str,
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", method.label)[:60]
     path = Path(directory) / f"{safe}--{axiom}--{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from workbench.runner.store import write_text_atomic
+
+    return write_text_atomic(path, text)  # temporary file in the folder, fsync, rename
 
 
 # -- reading ------------------------------------------------------------------------------------

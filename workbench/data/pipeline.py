@@ -13,6 +13,8 @@ progress with items/s and ETA.
 * ``with_chunk(method, rows)``: the method rebuilt with ``chunk_size=rows`` where its constructor
   takes one (gradient, input x gradient, integrated gradients, smooth FullGrad, I-GOS; a
   SmoothGrad's base method), unchanged otherwise -- rows are independent, so values are the same.
+* ``item_batches(source, groups)``: the images of each experiment item, read ahead by DataLoader
+  workers (what ``workbench.runner.experiment.run`` feeds an image experiment's items from).
 * ``Progress``: "12/100 items, 3.1 items/s, ETA 28s" lines.
 """
 
@@ -153,8 +155,44 @@ def _collate(rows):
 
 
 def default_workers() -> int:
-    """Worker processes for image decoding: the cores beyond the main process, at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    """Worker processes for image decoding: the cores beyond the main process, at most 8; under
+    torchrun the cores of a node are shared by its ``LOCAL_WORLD_SIZE`` ranks."""
+    try:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return max(0, min(8, (os.cpu_count() or 1) // ranks - 1))
+
+
+class _Groups(torch.utils.data.Dataset):
+    def __init__(self, source, groups: Sequence[Sequence[str]]) -> None:
+        self.source, self.groups = source, [list(g) for g in groups]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return torch.stack([self.source[k].image for k in self.groups[i]])
+
+
+def item_batches(
+    source,
+    groups: Sequence[Sequence[str]],
+    *,
+    workers: Optional[int] = None,
+    device: Union[str, torch.device] = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[Tensor]:
+    """The images of each group of keys (one group per experiment item, in order) as one
+    (len(group), C, H, W) tensor on `device`: decoded ahead by `workers` DataLoader processes
+    (default ``default_workers()``) while the main process computes, pinned and copied without
+    blocking on CUDA. An item's tensor is the same whatever the other items are."""
+    device = torch.device(device)
+    n_workers = default_workers() if workers is None else int(workers)
+    loader = torch.utils.data.DataLoader(_Groups(source, groups), batch_size=None, shuffle=False, num_workers=n_workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=False)
+    for images in loader:
+        yield images.to(device=device, dtype=dtype, non_blocking=device.type == "cuda")
 
 
 def image_batches(
@@ -179,6 +217,12 @@ def image_batches(
     )
     for index, images in loader:
         yield [keys[i] for i in index], images.to(device=device, dtype=dtype, non_blocking=device.type == "cuda")
+
+
+def load_images(source, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32, *, batch_size: int = 64) -> Tensor:
+    """Every image of `source` as one (N, C, H, W) tensor, read through ``image_batches`` (for the
+    experiments whose items share one small, fixed set of images)."""
+    return torch.cat([x for _, x in image_batches(source, batch_size=batch_size, device=device, dtype=dtype)])
 
 
 class Progress:

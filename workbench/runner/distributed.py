@@ -42,16 +42,9 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from workbench.core.errors import InputError, WorkbenchError
-from workbench.runner.store import (
-    FolderLock,
-    ItemStore,
-    ResultsCorruptError,
-    ResultsLockedError,
-    item_rows,
-    write_json_atomic,
-)
+from workbench.runner.store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, item_rows, write_json_atomic
 
-__all__ = ["DistributedError", "Group", "ShardConflictError", "from_environment", "lock_shards", "merge_shards", "run_sharded", "shard_name", "shard_paths"]
+__all__ = ["DistributedError", "Group", "ShardConflictError", "finished_keys", "from_environment", "lock_shards", "merge_shards", "run_sharded", "shard_name", "shard_paths"]
 
 #: the shard (and lock) of a 1-process run; its lock is the folder's lock, also held by a job's rank 0
 FOLDER_SHARD = "items"
@@ -89,6 +82,18 @@ def _read_shard(path: Path) -> list[tuple[int, dict]]:
     except OSError as e:
         raise ResultsCorruptError(f"cannot read {path}: {e.strerror or e}") from None
     return item_rows(data.split(b"\n")[:-1], path)
+
+
+def finished_keys(folder: Path) -> set[str]:
+    """The keys recorded in any shard of `folder` (read only; a shard that cannot be read counts
+    nothing): what an interrupted run kept, whatever number of processes wrote it."""
+    keys: set[str] = set()
+    for path in shard_paths(Path(folder)):
+        try:
+            keys.update(row["key"] for _, row in _read_shard(path))
+        except ResultsCorruptError:
+            continue
+    return keys
 
 
 def merge_shards(folder: Path, log: Callable[[str], None] = lambda m: None) -> dict[str, dict]:
@@ -317,7 +322,7 @@ def run_sharded(exp: Any, group: Group, *, results: Union[str, Path], log: Optio
             say(f"{exp.name}: {plan['skipped']} of {len(keys)} items already done, resuming")
         try:
             store.open()
-            for i, key in enumerate(mine, 1):
+            for i, key in enumerate(X.with_images(exp, mine, ctx), 1):
                 t0 = time.monotonic()
                 record = exp.run_item(key, ctx)
                 seconds = time.monotonic() - t0

@@ -38,20 +38,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Optional, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Optional, Type, TypeVar, Union
 
 import torch
 
 from workbench.core.errors import InputError
-from workbench.runner.store import (
-    FolderLock,
-    ItemStore,
-    ResultsCorruptError,
-    ResultsLockedError,
-    ResultsMismatchError,
-    write_error,
-    write_json_atomic,
-)
+from workbench.runner.store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, ResultsMismatchError, write_error, write_json_atomic
 
 if TYPE_CHECKING:
     from workbench.runner.distributed import Group
@@ -134,6 +126,14 @@ class ImageExperiment(Experiment):
     def items(self) -> list[str]:
         return self.image_source().keys()
 
+    def image_keys(self) -> list[str]:
+        """The keys of the experiment's images, listed once per config object."""
+        keys = self.__dict__.get("_image_keys")
+        if keys is None:
+            keys = self.image_source().keys()
+            object.__setattr__(self, "_image_keys", keys)  # a cache, not a field: the config is unchanged
+        return list(keys)
+
     def torch_dtype(self) -> torch.dtype:
         if self.dtype not in ("float32", "float64"):
             raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
@@ -154,10 +154,45 @@ class ImageExperiment(Experiment):
             return replace(loaded, model=loaded.model.to(self.torch_dtype()))
         return ctx.cached("model", build)
 
+    #: whether ``batch_size`` (a field of the subclass) is the number of images each pass of the
+    #: methods takes (``workbench experiment NAME --batch-size N``; results do not depend on it)
+    batches_images: ClassVar[bool] = False
+
+    def item_images(self, key: str) -> list[str]:
+        """The image keys item `key` explains, in order (default: the item is one image). The run
+        decodes them ahead in DataLoader workers (``workbench.data.pipeline.item_batches``)."""
+        return [key]
+
     def batch(self, ctx: "Context", keys: list[str]) -> torch.Tensor:
-        """The images of `keys` as one (N, C, H, W) tensor on ctx.device in the experiment's dtype."""
+        """The images of `keys` as one (N, C, H, W) tensor on ctx.device in the experiment's dtype:
+        the tensor the run's DataLoader prepared for the current item, else read here."""
+        ready = ctx._cache.get(_PREFETCHED)
+        if ready is not None and ready[0] == list(keys):
+            return ready[1]
         src = self.images_of(ctx)
         return torch.stack([src[k].image for k in keys]).to(ctx.device, self.torch_dtype())
+
+
+#: the context entry holding (image keys, images) of the item being run
+_PREFETCHED = "_prefetched_images"
+
+
+def with_images(exp: Experiment, todo: list[str], ctx: "Context") -> Iterator[str]:
+    """The keys of `todo` in order; for an image experiment, each item's images
+    (``item_images``) are decoded ahead by the pipeline's DataLoader (worker processes, pinned
+    memory on CUDA) and handed to ``batch`` while the item runs."""
+    if not isinstance(exp, ImageExperiment) or not todo:
+        yield from todo
+        return
+    from workbench.data.pipeline import item_batches
+
+    groups = [exp.item_images(k) for k in todo]
+    try:
+        for key, group, x in zip(todo, groups, item_batches(exp.images_of(ctx), groups, device=ctx.device, dtype=exp.torch_dtype())):
+            ctx._cache[_PREFETCHED] = (group, x)
+            yield key
+    finally:
+        ctx._cache.pop(_PREFETCHED, None)
 
 
 def _plain(v: Any) -> Any:
@@ -441,7 +476,7 @@ def run(
         from workbench.data.pipeline import Progress
 
         progress = Progress(len(todo), exp.name_prefix)
-        for i, key in enumerate(todo, 1):
+        for i, key in enumerate(with_images(exp, todo, ctx), 1):
             t0 = time.monotonic()
             record = exp.run_item(key, ctx)
             seconds = time.monotonic() - t0

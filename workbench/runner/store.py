@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from workbench.core.errors import InputError, WorkbenchError
 
-__all__ = ["FolderLock", "ItemStore", "ResultsCorruptError", "ResultsLockedError", "ResultsMismatchError", "ResultsWriteError", "export_items", "write_json_atomic"]
+__all__ = ["FolderLock", "ItemStore", "ResultsCorruptError", "ResultsLockedError", "ResultsMismatchError", "ResultsWriteError", "export_items", "write_json_atomic", "write_text_atomic"]
 
 
 class ResultsLockedError(WorkbenchError):
@@ -78,15 +78,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, rename over `path`."""
+def write_text_atomic(path: Union[str, Path], text: str) -> Path:
+    """Write `text` to a temporary file in the same folder, fsync it, rename it over `path` (and
+    fsync the folder): a reader sees the old file or the whole new one, never a torn one."""
+    path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise write_error(e, "write", path) from None
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(obj, indent=2, allow_nan=False))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -97,6 +99,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON atomically (``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False))
 
 
 class FolderLock:
@@ -281,16 +289,21 @@ class ItemStore:
             raise write_error(e, f"record item {row.get('key')!r} in", self.path) from None
 
 
-def export_items(folder: Union[str, Path], out: Union[str, Path, io.TextIOBase], *, format: str = "jsonl", shards: Iterable[str] = ("items",)) -> int:
+def export_items(folder: Union[str, Path], out: Union[str, Path, io.TextIOBase], *, format: str = "jsonl", shards: Iterable[str] = ("items",), wait: float = 0.0) -> int:
     """Write the items of a results folder as JSONL (the rows) or CSV (one column per top-level
-    record field, nested values as JSON, plus key, seconds, commit, dirty); returns the count."""
+    record field, nested values as JSON, plus key, seconds, commit, dirty); returns the count.
+
+    Each shard is read under its lock (``wait`` seconds for a run writing it, else
+    ``ResultsLockedError`` naming that run), so a torn tail is cut off only by its lock's holder."""
     if format not in ("jsonl", "csv"):
         raise WorkbenchError(f"export format must be 'jsonl' or 'csv', got {format!r}")
     by_key: dict[str, dict] = {}  # an item recorded in two shards (a resumed torchrun job) is exported once
     for shard in shards:
         if not (Path(folder) / f"{shard}.jsonl").exists():
             continue
-        for row in ItemStore(Path(folder), shard).load().values():
+        with FolderLock(Path(folder), shard, wait=wait):
+            loaded = ItemStore(Path(folder), shard).load()
+        for row in loaded.values():
             seen = by_key.setdefault(str(row["key"]), row)
             if seen is not row and seen["record"] != row["record"]:
                 raise ResultsCorruptError(f"{folder}: item {row['key']!r} is recorded twice with different results (shard {shard!r})")

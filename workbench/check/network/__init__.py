@@ -5,10 +5,12 @@
 
 Modules: ``sites`` (where a traced model can be rewritten), ``rewrites`` (the transforms),
 ``network`` (checkpoint + images), ``axioms`` (drawn choices per axiom), ``check`` (search,
-Report, replay files).
+Report, replay files), ``job`` ((axiom, image) units through the results store and torchrun).
 """
 
 from workbench.check.network.check import check_network, check_network_axiom, is_network_counterexample, replay_network
+from workbench.check.network.job import NetworkCheck, run_network_check
 from workbench.check.network.network import Network, load_checkpoint, load_network
 
-__all__ = ["Network", "check_network", "check_network_axiom", "is_network_counterexample", "load_checkpoint", "load_network", "replay_network"]
+__all__ = ["Network", "NetworkCheck", "check_network", "check_network_axiom", "is_network_counterexample", "load_checkpoint", "load_network",
+           "replay_network", "run_network_check"]

@@ -136,6 +136,83 @@ def check_network_axiom(
     return _verdict(axiom_name, method, False, is_claimed, outcome.residual, rtol, state["applicable"], path, note + outcome.note)
 
 
+def examples_for(index: int, count: int, examples: int) -> int:
+    """Drawn choices for image `index` of `count`: `examples` per axiom shared out over the images
+    (the first ``examples % count`` images one more), at least one per image."""
+    return max(1, examples // count + (1 if index < examples % count else 0))
+
+
+def item_seed(seed: Optional[int], axiom: str, key: str) -> Optional[int]:
+    """The search seed of one (axiom, image) unit: a function of (seed, axiom, image key) only, so a
+    verdict is the same whatever process, rank or order computes it (None: unseeded)."""
+    from workbench.runner.experiment import seed_for
+
+    return None if seed is None else seed_for(seed, f"{axiom}/{key}")
+
+
+def check_network_item(
+    method: Method,
+    net: Network,
+    axiom_name: str,
+    image: int,
+    *,
+    examples: int = 10,
+    seed: Optional[int] = 0,
+    save_dir: Optional[Union[str, Path]] = "counterexamples",
+    claimed: Optional[bool] = None,
+    shrink_evaluations: int = 30,
+    shrink_seconds: float = 120.0,
+) -> Verdict:
+    """One unit of a network check: `axiom_name` on image `image` of `net` alone, with its share of
+    `examples` (``examples_for``) and its own seed (``item_seed``). ``check_network`` and the
+    torchrun job (``workbench.check.network.job``) both run these units and merge them (``merge_verdicts``)."""
+    n = int(net.images.shape[0])
+    return check_network_axiom(method, net.image(image), axiom_name, examples=examples_for(image, n, examples),
+                               seed=item_seed(seed, axiom_name, net.keys[image]), save_dir=save_dir, claimed=claimed,
+                               shrink_evaluations=shrink_evaluations, shrink_seconds=shrink_seconds)
+
+
+def merge_verdicts(parts: list[tuple[str, Verdict]]) -> Verdict:
+    """One axiom's verdict from its (image key, verdict) units in image order: the first error, else
+    the first violation, else the first non-repeating violation ("contract"), else "holds" with the
+    worst residual, else "n/a"; ``cases`` counts the applicable cases of every image."""
+    from dataclasses import replace
+
+    if not parts:
+        raise InputError("no verdict to merge")
+    cases = sum(v.cases for _, v in parts)
+    for status in ("error", "fails", "contract"):
+        for key, v in parts:
+            if v.status == status:
+                return replace(v, cases=cases, note=f"image {key}: {v.note}")
+    holding = [(k, v) for k, v in parts if v.status == "holds"]
+    if holding:
+        key, v = max(holding, key=lambda kv: kv[1].residual)  # the first of the worst
+        return replace(v, cases=cases, note=f"worst on image {key}: {v.note}" if v.note else "")
+    return replace(parts[0][1], cases=cases)
+
+
+def verdict_record(v: Verdict) -> dict:
+    """A verdict as JSON (non-finite numbers as strings); ``verdict_from_record`` reads it back."""
+    from dataclasses import asdict
+
+    return {k: (str(x) if isinstance(x, float) and not math.isfinite(x) else x) for k, x in asdict(v).items()}
+
+
+def verdict_from_record(d: dict) -> Verdict:
+    return Verdict(**{k: (float(x) if k in ("residual", "tolerance") else x) for k, x in d.items()})
+
+
+def report_from_dict(d: dict) -> Report:
+    """A ``Report`` from its ``to_dict()`` form."""
+    return Report(d["method"], [verdict_from_record(v) for v in d["verdicts"]], dict(d.get("settings") or {}), dict(d.get("contract") or {}))
+
+
+def network_settings(net_record: dict, images: int, examples: int, seed: Optional[int], dtype: torch.dtype) -> dict:
+    """The settings a network check's Report names (the same for the in-memory and the torchrun run)."""
+    return {**net_record, "images": int(images), "examples": examples, "seed": seed, "dtype": str(dtype).replace("torch.", "")}
+
+
 def check_network(
     method_or_callable: Any,
     model: Union[nn.Module, Network],
@@ -157,6 +234,8 @@ def check_network(
     so counterexamples can be replayed) or a plain eval-mode ``nn.Module`` with `images`
     (N, C, H, W) of its dtype (then counterexample files name no checkpoint and cannot be replayed
     from the command line). Rewrites are function-preserving to round-off, so float64 is advised.
+    Each axiom is searched image by image (``check_network_item``: ``examples`` shared out, a
+    seed per (axiom, image)) and the units merged (``merge_verdicts``), as a torchrun job does.
     ``memory_budget`` (e.g. "2GB") bounds the rows of each of the method's passes
     (``workbench.data.pipeline.chunk_rows``; the method is rebuilt with that ``chunk_size``).
     """
@@ -174,11 +253,13 @@ def check_network(
     if net.model.training:
         raise InputError("the model is in training mode; call model.eval() first")
     treat_all = isinstance(method, CallableMethod) and not method.declared
-    report = Report(method.label, settings={**net.record(), "images": int(net.images.shape[0]), "examples": examples, "seed": seed, "dtype": str(net.images.dtype).replace("torch.", "")})
+    report = Report(method.label, settings=network_settings(net.record(), net.images.shape[0], examples, seed, net.images.dtype))
     for n in names:
         if progress:
             progress(f"{method.label} on {net.arch}: {n} ...")
-        report.verdicts.append(check_network_axiom(method, net, n, examples=examples, seed=seed, save_dir=save_dir, claimed=True if treat_all else None, shrink_evaluations=shrink_evaluations, shrink_seconds=shrink_seconds))
+        parts = [(net.keys[i], check_network_item(method, net, n, i, examples=examples, seed=seed, save_dir=save_dir, claimed=True if treat_all else None,
+                                                  shrink_evaluations=shrink_evaluations, shrink_seconds=shrink_seconds)) for i in range(net.images.shape[0])]
+        report.verdicts.append(merge_verdicts(parts))
     return report
 
 
@@ -203,8 +284,9 @@ def save_network_counterexample(directory: Union[str, Path], method: Method, net
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", method.label)[:60]
     path = Path(directory) / f"{safe}--{net.arch}--{axiom}--{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    from workbench.runner.store import write_text_atomic
+
+    return write_text_atomic(path, text)  # temporary file in the folder, fsync, rename: never a torn file
 
 
 def is_network_counterexample(data: dict) -> bool:

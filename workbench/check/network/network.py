@@ -82,6 +82,7 @@ class Network:
     size: Optional[int] = None
     image_sha256: list = field(default_factory=list)
     _graph: Optional[S.Graph] = None
+    _parent: Optional["Network"] = None  # the network an ``image()`` view was cut from (shares its traced graph)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -97,8 +98,15 @@ class Network:
     @property
     def graph(self) -> S.Graph:
         if self._graph is None:
-            self._graph = S.trace(self.model)
+            self._graph = self._parent.graph if self._parent is not None else S.trace(self.model)
         return self._graph
+
+    def image(self, i: int) -> "Network":
+        """The same network with its image `i` only (a view: the model and traced graph are shared)."""
+        if not 0 <= i < self.images.shape[0]:
+            raise InputError(f"image {i} is outside the {self.images.shape[0]} images of the network check")
+        return Network(self.model, self.images[i : i + 1], self.arch, self.weights_sha256, self.source, [self.keys[i]], self.size,
+                       self.image_sha256[i : i + 1], self._graph, self)
 
     def record(self) -> dict:
         """How a replay file names the network: architecture and checkpoint hash, no weights."""
