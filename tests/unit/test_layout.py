@@ -4,6 +4,7 @@ experiments live under the workbench namespace only, and the lists come from the
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def test_proofs_and_experiments_are_namespaced(tmp_path):
 
     assert workbench.proofs.registry.CLAIMS and list(pkgutil.iter_modules(workbench.experiments.__path__))
     code = "import importlib.util as u; print(u.find_spec('proofs'), u.find_spec('experiments'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # what the installation exposes
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None None", out.stdout
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import workbench
-from workbench.data.sources import pipeline as P
+from workbench.data import pipeline as P
 from workbench.core.errors import InputError
 from workbench.core.modelguard import ModelSnapshot
 
