@@ -10,15 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-import torchvision
-from PIL import Image
 
 from workbench.runner.distributed import shard_paths
 from workbench.check.network.job import NetworkCheck
-from workbench.nets.randomize import randomize_affine
+from workbench.testing.folders import image_folder, random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = "tests.unit.test_netcheck:reads_parameters"  # scales IG by the first conv's weight norm
@@ -28,16 +24,7 @@ AXIOMS = "implementation-invariance,completeness,dummy"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("netjob")
-    rng = np.random.default_rng(1)
-    for c in ("cat", "dog"):
-        (root / "images" / c).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / "images" / c / f"{i}.png")
-    with torch.random.fork_rng(devices=[]):  # torchvision's initialisation draws from the global RNG
-        torch.manual_seed(1)
-        model = randomize_affine(torchvision.models.resnet18(num_classes=5), torch.Generator().manual_seed(1), scale=0.3)
-    torch.save(model.state_dict(), root / "resnet18.pt")
-    return root / "resnet18.pt", root / "images"
+    return random_checkpoint(root / "resnet18.pt", num_classes=5, seed=1), image_folder(root / "images", seed=1)
 
 
 def _check(files, tmp_path, nproc: int, results=None) -> tuple[subprocess.CompletedProcess, list]:

@@ -5,17 +5,15 @@ to catch a known-bad method and to pass a good one."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
-import torchvision
-from PIL import Image
 
 import workbench
 from workbench.cli import main
 from workbench.core.errors import InputError
 from workbench.check.network import check_network, load_network, replay_network
 from workbench.nets.randomize import randomize_affine
+from workbench.testing.folders import image_folder, random_checkpoint
 
 FIXED_IG = "integrated-gradients[tolerance=None,steps=4]"
 
@@ -23,16 +21,7 @@ FIXED_IG = "integrated-gradients[tolerance=None,steps=4]"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("netcheck")
-    rng = np.random.default_rng(0)
-    for c in ("cat", "dog"):
-        (root / "images" / c).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / "images" / c / f"{i}.png")
-    with torch.random.fork_rng(devices=[]):  # torchvision's initialisation draws from the global RNG
-        torch.manual_seed(0)
-        model = randomize_affine(torchvision.models.resnet18(num_classes=6), torch.Generator().manual_seed(0), scale=0.3)
-    torch.save(model.state_dict(), root / "resnet18.pt")
-    return root / "resnet18.pt", root / "images"
+    return random_checkpoint(root / "resnet18.pt", num_classes=6, seed=0), image_folder(root / "images", seed=0)
 
 
 @pytest.fixture(scope="module")

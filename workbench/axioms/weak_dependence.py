@@ -192,14 +192,17 @@ class FullGradientCompleteness(Axiom):
         return family.cases(dtype).map(lambda c: Case({"f": c.net}, c.x, c.baseline, c.target))
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
-        rec = getattr(method, "reconstruct", None)
-        if not callable(rec):
-            return not_applicable("the method has no reconstruct(); for sum(A) = F(x) - F(x') see 'completeness'")
         f = case.nets["f"]
-        fx = output(f, case.x, case.target)
-        got = float(rec(f, case.x, target=case.target)[0])
-        note = f"phi(S(x), x) = {got:.6g}, F(x) = {fx:.6g}"
-        if not f.spec.piecewise_linear:
-            note += "; smooth activations add implicit biases the representation does not hold (needs positive homogeneity)"
-        scale = max(abs(fx), abs(got))
-        return Outcome(relative(got - fx, scale), rtol, True, note)
+        smooth = "" if f.spec.piecewise_linear else "; smooth activations add implicit biases the representation does not hold (needs positive homogeneity)"
+        return reconstruction_outcome(method, f, case.x, case.target, rtol, note=smooth)
+
+
+def reconstruction_outcome(method, f, x, target, rtol: float, *, note: str = "") -> Outcome:
+    """|phi(S(x), x) - F(x)| relative to max(|F(x)|, |phi|), phi = ``method.reconstruct`` (the
+    full-gradient representation's reconstruction, Srinivas & Fleuret 2019); n/a without one."""
+    rec = getattr(method, "reconstruct", None)
+    if not callable(rec):
+        return not_applicable("the method has no reconstruct(); for sum(A) = F(x) - F(x') see 'completeness'")
+    fx = output(f, x, target)
+    got = float(rec(f, x, target=target)[0])
+    return Outcome(relative(got - fx, max(abs(fx), abs(got))), rtol, True, f"phi(S(x), x) = {got:.6g}, F(x) = {fx:.6g}{note}")

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from workbench.paths import baselines as B
 from workbench.axioms import get_axiom
-from workbench.axioms.base import Axiom, Case, Outcome, attribute, not_applicable, output, relative
+from workbench.axioms.base import Axiom, Case, Outcome, attribute, relative
+from workbench.axioms.weak_dependence import reconstruction_outcome
 from workbench.core.errors import InputError, UnsupportedModelError
 from workbench.check.network import rewrites as R
 from workbench.check.network.network import Network
@@ -289,14 +290,7 @@ class FullGradientCompleteness(NetworkAxiom):
         return Case({"f": net.model}, x, b, target, dict(choice))
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
-        rec = getattr(method, "reconstruct", None)
-        if not callable(rec):
-            return not_applicable("the method has no reconstruct(); for sum(A) = F(x) - F(x') see 'completeness'")
-        f = case.nets["f"]
-        fx = output(f, case.x, case.target)
-        got = float(rec(f, case.x, target=case.target)[0])
-        scale = max(abs(fx), abs(got))
-        return Outcome(relative(got - fx, scale), rtol, True, f"phi(S(x), x) = {got:.6g}, F(x) = {fx:.6g}")
+        return reconstruction_outcome(method, case.nets["f"], case.x, case.target, rtol)
 
 
 #: the axioms of a network check, in report order (weak dependence needs the region construction
