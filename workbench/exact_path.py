@@ -126,20 +126,15 @@ class RegionTracker:
 
     def _update(self, delta: Tensor) -> None:
         """delta (rows, units): signed displacements in s to a kink (NaN/inf = none)."""
-        inf = torch.tensor(math.inf, dtype=delta.dtype, device=delta.device)
-        up = torch.where(delta >= 0, delta, inf).amin(1) if delta.shape[1] else self.up
-        down = torch.where(delta <= 0, -delta, inf).amin(1) if delta.shape[1] else self.down
-        torch.minimum(self.up, up, out=self.up)
-        torch.minimum(self.down, down, out=self.down)
+        if delta.shape[1]:
+            inf = torch.tensor(math.inf, dtype=delta.dtype, device=delta.device)
+            torch.minimum(self.up, torch.where(delta >= 0, delta, inf).amin(1), out=self.up)
+            torch.minimum(self.down, torch.where(delta <= 0, delta, -inf).amax(1).neg(), out=self.down)
 
     def _crossings(self, gap: Tensor, rate: Tensor) -> None:
         """Kinks at s = p + gap / rate for every unit (rows, units); a rate that is 0 (round-off,
-        see the callers) means none. 0/0 is NaN and x/0 is inf: both fail the comparisons below."""
-        delta = gap / rate
-        inf = torch.tensor(math.inf, dtype=delta.dtype, device=delta.device)
-        if delta.shape[1]:
-            torch.minimum(self.up, torch.where(delta >= 0, delta, inf).amin(1), out=self.up)
-            torch.minimum(self.down, torch.where(delta <= 0, delta, -inf).amax(1).neg(), out=self.down)
+        see the callers) means none: x/0 is inf and 0/0 NaN, which _update ignores."""
+        self._update(gap / rate)
 
     @torch.no_grad()
     def elementwise(self, module: nn.Module, args: tuple) -> None:
