@@ -122,30 +122,36 @@ class RegionTracker:
         self.up = torch.full((rows,), math.inf, dtype=dtype, device=device)
         self.down = torch.full((rows,), math.inf, dtype=dtype, device=device)
         self.tied: set[int] = set()  # id() of max pools with tied window maxima in this pass
+        self.near: set[int] = set()  # id() of max pools with a tie that is not an exact equality
 
     def _update(self, delta: Tensor) -> None:
         """delta (rows, units): signed displacements in s to a kink (NaN/inf = none)."""
-        inf = torch.tensor(math.inf, dtype=delta.dtype, device=delta.device)
-        up = torch.where(delta >= 0, delta, inf).amin(1) if delta.shape[1] else self.up
-        down = torch.where(delta <= 0, -delta, inf).amin(1) if delta.shape[1] else self.down
-        torch.minimum(self.up, up, out=self.up)
-        torch.minimum(self.down, down, out=self.down)
+        if delta.shape[1]:
+            inf = torch.tensor(math.inf, dtype=delta.dtype, device=delta.device)
+            torch.minimum(self.up, torch.where(delta >= 0, delta, inf).amin(1), out=self.up)
+            torch.minimum(self.down, torch.where(delta <= 0, delta, -inf).amax(1).neg(), out=self.down)
+
+    def _crossings(self, gap: Tensor, rate: Tensor) -> None:
+        """Kinks at s = p + gap / rate for every unit (rows, units); a rate that is 0 (round-off,
+        see the callers) means none: x/0 is inf and 0/0 NaN, which _update ignores."""
+        self._update(gap / rate)
 
     @torch.no_grad()
     def elementwise(self, module: nn.Module, args: tuple) -> None:
         z, dz = _unpack(args[0])
         kinks = [0.0] if isinstance(module, (nn.ReLU, nn.LeakyReLU)) else [module.min_val, module.max_val]
         z, dz = z.detach().reshape(z.shape[0], -1), dz.detach().reshape(dz.shape[0], -1)
-        tol = tie_tolerance(z)
-        moving = dz.abs() > tol  # else: z - k changes by at most round-off along the whole path
-        safe = torch.where(moving, dz, torch.ones_like(dz))
+        tol = _row_scale(z) * TIE_RTOL[z.dtype]
+        # |dz| <= tol: z - k changes by at most round-off along the whole path (no kink)
+        rate = torch.where(dz.abs() > tol, dz, torch.zeros_like(dz))
         for k in kinks:
-            delta = torch.where(moving, (k - z) / safe, torch.full_like(z, math.inf))
-            self._update(delta)
+            self._crossings((k - z) if k else z.neg(), rate)
 
     @torch.no_grad()
     def max_pool(self, module: nn.Module, args: tuple) -> None:
         z, dz = _unpack(args[0])
+        if _tiling(module, z) is not None:
+            return self._tiled_pool(module, z.detach(), dz.detach())
         v, t = pool_windows(module, z.detach()), pool_windows(module, dz.detach(), pad_value=0.0)
         m = v.argmax(-1, keepdim=True)
         gap_v = v.gather(-1, m) - v  # >= 0; +inf on padding
@@ -155,10 +161,58 @@ class RegionTracker:
         tied = finite & (gap_v <= tol) & (gap_t.abs() <= tol)  # equal along the whole path
         if bool((tied.sum(-1) > 1).any()):
             self.tied.add(id(module))
+        if bool((tied & (gap_v != 0)).any()):
+            self.near.add(id(module))
         moving = finite & ~tied & (gap_t != 0)
         safe = torch.where(moving, gap_t, torch.ones_like(gap_t))
         delta = torch.where(moving, gap_v / safe, torch.full_like(gap_v, math.inf))
         self._update(delta.reshape(z.shape[0], -1))
+
+    def _tiled_pool(self, module: nn.Module, z: Tensor, dz: Tensor) -> None:
+        """max_pool for windows that tile the input (kernel = stride, no padding or dilation): the
+        same crossings as the general path, computed on a view of the input (no window copies)."""
+        top, idx = F.max_pool2d(z, module.kernel_size, module.stride, return_indices=True)
+        zw, tw, k = _tiles(module, z), _tiles(module, dz), _tiling(module, z)
+        t_top = dz.flatten(2).gather(2, idx.flatten(2)).view(top.shape)
+        gap_v = top.unsqueeze(3).unsqueeze(5) - zw  # >= 0
+        gap_t = tw - t_top.unsqueeze(3).unsqueeze(5)  # an entry overtakes the max at s = p + gap_v / gap_t
+        n = z.shape[0]
+        tol = (_row_scale(z.reshape(n, -1)) * TIE_RTOL[z.dtype]).view(n, 1, 1, 1, 1, 1)
+        tied = (gap_v <= tol) & (gap_t.abs() <= tol)  # equal along the whole path (the max itself too)
+        if bool((tied.sum((3, 5)) > 1).any()):
+            self.tied.add(id(module))
+            if bool((tied & (gap_v != 0)).any()):
+                self.near.add(id(module))
+        rate = torch.where(tied, torch.zeros_like(gap_t), gap_t)
+        self._crossings(gap_v.reshape(n, -1), rate.reshape(n, -1))
+
+
+def _row_scale(v: Tensor) -> Tensor:
+    """Per row of v (rows, units): max |v| over the finite entries, shaped (rows, 1)."""
+    if not v.numel():
+        return v.new_zeros(v.shape[0], 1)
+    scale = v.abs().amax(1, keepdim=True)
+    if not bool(torch.isfinite(scale).all()):
+        scale = torch.where(torch.isfinite(v), v.abs(), torch.zeros_like(v)).amax(1, keepdim=True)
+    return scale
+
+
+def _tiling(module: nn.Module, z: Tensor) -> Optional[tuple[int, int]]:
+    """(kh, kw) when a MaxPool2d's windows tile z's spatial grid (stride = kernel, no padding or
+    dilation); None otherwise (the general window path)."""
+    if not isinstance(module, nn.MaxPool2d) or z.dim() != 4:
+        return None
+    k, s = as_tuple(module.kernel_size, 2), as_tuple(module.stride or module.kernel_size, 2)
+    if k != s or any(as_tuple(module.padding, 2)) or any(d != 1 for d in as_tuple(module.dilation, 2)):
+        return None
+    return k
+
+
+def _tiles(module: nn.Module, z: Tensor) -> Tensor:
+    """z cropped to whole windows and viewed as (rows, C, H_out, kh, W_out, kw) (no copy)."""
+    kh, kw = _tiling(module, z)  # type: ignore[misc]
+    ho, wo = z.shape[2] // kh, z.shape[3] // kw
+    return z[:, :, : ho * kh, : wo * kw].reshape(z.shape[0], z.shape[1], ho, kh, wo, kw)
 
 
 def pool_windows(module: nn.Module, z: Tensor, pad_value: float = -math.inf) -> Tensor:
@@ -179,6 +233,8 @@ def tie_aware_pool(module: nn.Module, z: Tensor, out: Tensor, tie: str) -> Tenso
     """The max pool's output recomputed so that its gradient follows `tie` where window maxima are
     tied (within tie_tolerance): "first" routes it to the first tied entry in scan order, "split"
     shares it equally. Values change by at most round-off."""
+    if _tiling(module, z) is not None:
+        return _tie_aware_tiles(module, z, out, tie)
     v = pool_windows(module, z)
     tol = tie_tolerance(v.detach()).unsqueeze(-1)
     top = v.detach().amax(-1, keepdim=True)
@@ -190,6 +246,22 @@ def tie_aware_pool(module: nn.Module, z: Tensor, out: Tensor, tie: str) -> Tenso
         w = tied.to(v.dtype)
         chosen = (torch.where(tied, v, torch.zeros_like(v)) * w).sum(-1) / w.sum(-1)
     return chosen.reshape(out.shape)
+
+
+def _tie_aware_tiles(module: nn.Module, z: Tensor, out: Tensor, tie: str) -> Tensor:
+    """tie_aware_pool for windows that tile the input (see _tiling), on a view of z."""
+    zw = _tiles(module, z)
+    n, c, ho, kh, wo, kw = zw.shape
+    flat = zw.detach().reshape(n, -1)
+    tol = (_row_scale(flat) * TIE_RTOL[z.dtype]).view(n, 1, 1, 1, 1, 1)
+    tied = zw.detach() >= out.detach().unsqueeze(3).unsqueeze(5) - tol
+    if tie == "split":
+        w = tied.to(z.dtype)
+        return (zw * w).sum((3, 5)) / w.sum((3, 5))
+    pick = tied.permute(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, kh * kw).to(torch.uint8).argmax(-1)  # first in scan order
+    rows = torch.arange(ho, device=z.device).view(1, 1, ho, 1) * kh + pick // kw
+    cols = torch.arange(wo, device=z.device).view(1, 1, 1, wo) * kw + pick % kw
+    return z.flatten(2).gather(2, (rows * z.shape[3] + cols).flatten(2)).view(out.shape)
 
 
 def as_tuple(v: object, nd: int) -> tuple[int, ...]:
@@ -209,7 +281,8 @@ def _hooked(model: nn.Module, tracker: "RegionTracker", tie: Optional[str]) -> I
     handles = []
 
     def retie(mod: nn.Module, args: tuple, out: Tensor) -> Optional[Tensor]:
-        if tie == "split" or id(mod) in tracker.tied:
+        # "first" on exact ties is PyTorch's own choice: only round-off ties need the recomputation
+        if (tie == "split" and id(mod) in tracker.tied) or id(mod) in tracker.near:
             return tie_aware_pool(mod, args[0], out, tie)
         return None
 
