@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import workbench.exact_path as ep
+import workbench.paths.exact as ep
 from workbench.paths.exact import exact_path_integral
 from workbench.nets import spec as S
 
