@@ -80,8 +80,21 @@ def _ties(net: nn.Module, points: Tensor) -> list:
     return found
 
 
+def degenerate_samples(nets: dict, x: Tensor, baseline: Optional[Tensor]) -> list[Optional[str]]:
+    """Per sample of the batch x (and baseline): why it is no evidence, or None (see the module
+    docstring). Each sample is judged on its own path: a tie of one sample is not hidden by the
+    others (the points of several samples are never pooled into one path)."""
+    return [degenerate_reason(nets, x[i:i + 1], None if baseline is None else baseline[i:i + 1]) for i in range(x.shape[0])]
+
+
 def degenerate_reason(nets: dict, x: Tensor, baseline: Optional[Tensor]) -> Optional[str]:
-    """Why the case (networks, x, baseline or None for a pointwise method) is no evidence, or None."""
+    """Why the case (networks, x, baseline or None for a pointwise method) is no evidence, or None.
+
+    A batch of several samples is degenerate when one of its samples is (``degenerate_samples``)."""
+    if x.shape[0] != 1:
+        if baseline is not None and baseline.shape[0] != x.shape[0]:
+            baseline = baseline.expand_as(x)
+        return next((r for r in degenerate_samples(nets, x, baseline) if r), None)
     if baseline is None:
         alphas = torch.tensor([1.0], dtype=x.dtype)
         base = x
