@@ -52,11 +52,12 @@ def _close_per_sample(a, r, rtol, evidence):
             event("a sample without evidence (round-off kink, tie or cancelling denominator)")
 
 
-def _pointwise_evidence(net, x):
+def _pointwise_evidence(net, x, kinds=("ReLU", "max pool")):
     """False for a sample on a ReLU kink or in a max-pool tie at round-off: there the forward is
-    decided by the last bits (BatchNorm computed in another order), any subgradient is valid, and
-    two correct implementations may take different sides (workbench.degenerate). Judged per sample."""
-    return [reason is None for reason in degenerate_samples({"f": net}, x, None)]
+    decided by the last bits (torch evaluates BatchNorm as fma(x, a, b - mean a): 2.2e-16 where the
+    reference's s x + (b - mean s) gives the exact 0), any subgradient is valid, and two correct
+    implementations may take different sides (workbench.degenerate). Judged per sample."""
+    return [reason is None for reason in degenerate_samples({"f": net}, x, None, kinds)]
 
 
 ELEMENTWISE = {
@@ -89,7 +90,8 @@ def test_elementwise_rules_match_reference(name, case):
         assume(False)
     if times_x:
         r = r * x.numpy()
-    _close_per_sample(a, r, [1e-9] * x.shape[0], _pointwise_evidence(net, x))
+    kinds = ("max pool",) if name.startswith("deconvnet") else ("ReLU", "max pool")  # DeconvNet ignores z
+    _close_per_sample(a, r, [1e-9] * x.shape[0], _pointwise_evidence(net, x, kinds))
 
 
 LRP_OPTIONS = {"epsilon": 0.125, "gamma": 0.5, "alpha": 3.0, "beta": 2.0, "low": -2.0, "high": 2.0}
@@ -150,6 +152,12 @@ def test_a_sample_on_a_round_off_kink_is_judged_on_its_own():
     flags = degenerate_samples({"f": net}, x, None)
     assert flags[0] is None and "ReLU kink" in flags[1]
     assert "ReLU kink" in workbench.degenerate.degenerate_reason({"f": net}, x, None)
+    assert degenerate_samples({"f": net}, x, None, kinds=("max pool",)) == [None, None]  # DeconvNet's view
+    # the gradient there: torch's BatchNorm (fused multiply-add) leaves the kink at round-off, so
+    # autograd and the reference may take different sides; the first sample agrees to round-off
+    g = workbench.method("gradient").attribute(net, x, target=0).numpy()
+    r = ref.modified_gradient(net, x, 0, ref.gradient_rule)
+    _close(g[0], r[0])
 
 
 @given(case=cases(), options=st.sampled_from([
