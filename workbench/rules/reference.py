@@ -291,7 +291,9 @@ def lrp_zero(a, W, b, R, *, bias=True, stabilizer=0.0, **_):
 
 def lrp_epsilon(a, W, b, R, *, epsilon=1e-6, bias=True, **_):
     Z = W * a[None, :]
-    return _distribute(Z, _eps(Z.sum(1) + (b if bias else 0.0), epsilon), R)
+    z = Z.sum(1) + (b if bias else 0.0)
+    _record(z, np.abs(Z).sum(1) + (np.abs(b) if bias else 0.0))  # sign(z) picks the stabilizer's sign
+    return _distribute(Z, _eps(z, epsilon), R)
 
 
 def lrp_gamma(a, W, b, R, *, gamma=0.25, bias=True, stabilizer=0.0, **_):
