@@ -194,6 +194,7 @@ class Tracer:
     model: nn.Module
     claims: dict = field(default_factory=dict)  # node -> (path, module)
     gates: dict = field(default_factory=dict)  # node -> the call that cut its gate off the graph (``_HiddenDependence``)
+    checked: bool = False  # ``unsupported`` ran: the forward is over, stop following calls
     stack: list = field(default_factory=list)
     handles: list = field(default_factory=list)
 
@@ -231,6 +232,7 @@ class Tracer:
 
     def unsupported(self, output: Tensor, coverage: Coverage) -> list[Unsupported]:
         """Every node of output's graph the coverage does not model, one per (path, op)."""
+        self.checked = True
         found: dict = {}
         seen: set = set()
         todo = [output.grad_fn] if output.grad_fn is not None else []
@@ -309,7 +311,7 @@ class _HiddenDependence(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if not self.tracer.stack:  # outside the model's forward (target selection, the backward pass)
+        if not self.tracer.stack or self.tracer.checked:  # outside the model's forward, or after the check (the backward pass)
             return out
         name = _call_name(func)
         if name in _METADATA_ONLY:
