@@ -74,6 +74,20 @@ class CustomFunction(nn.Module):
         return _Cube.apply(x)
 
 
+class MaskGate(nn.Module):
+    """A ReLU written as an affine-looking product with a mask computed from the input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (x > 0).to(x.dtype)
+
+
+class ArgmaxGather(nn.Module):
+    """Each row's maximum, selected by gather at argmax indices (a max pool written by hand)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.gather(-1, x.argmax(-1, keepdim=True)).expand_as(x)
+
+
 class LSTM(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -106,7 +120,8 @@ def layer_types() -> dict[str, Callable[[], tuple[nn.Module, tuple]]]:
             continue
         d = int(name[-2])
         out[name] = (lambda name=name, d=d: (_pool(name), (2,) + (4,) * d))
-    for cls, shape in ((Functional, (2, 4)), (InPlace, (2, 4)), (CustomFunction, (2, 4)), (LSTM, (2, 4)), (Attention, (2, 4))):
+    for cls, shape in ((Functional, (2, 4)), (InPlace, (2, 4)), (CustomFunction, (2, 4)), (LSTM, (2, 4)), (Attention, (2, 4)),
+                       (MaskGate, (2, 4)), (ArgmaxGather, (2, 4))):
         out[cls.__name__] = (lambda cls=cls, shape=shape: (cls(), shape))
     return out
 
@@ -295,11 +310,13 @@ def test_a_silent_fallback_is_caught():
 
 def test_the_matrix_is_not_trivial():
     """Both outcomes occur for every method, and the hidden nonlinearities are refused by all but
-    the decomposition (for which an in-place / functional ReLU is exact)."""
+    the decomposition (for which an in-place / functional ReLU is exact); so are the gates computed
+    from the input that autograd does not record (a mask product, a gather at argmax)."""
+    hidden = ("CustomFunction", "LSTM", "Attention", "Functional", "MaskGate", "ArgmaxGather")
     for name in METHODS:
-        statuses = {layer: run_cell(name, layer)[0] for layer in ("ReLU", "MaxPool2d", "CustomFunction", "LSTM", "Attention", "Functional")}
+        statuses = {layer: run_cell(name, layer)[0] for layer in ("ReLU", "MaxPool2d") + hidden}
         assert statuses["ReLU"] == statuses["MaxPool2d"] == "exact", (name, statuses)
-        assert statuses["CustomFunction"] == statuses["LSTM"] == statuses["Attention"] == statuses["Functional"] == "refused", (name, statuses)
+        assert all(statuses[h] == "refused" for h in hidden), (name, statuses)
 
 
 def test_deeplift_models_every_elementwise_activation_and_pool():

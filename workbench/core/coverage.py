@@ -19,6 +19,17 @@ hidden in a ``forward`` -- ``F.gelu`` called functionally, an in-place ``x.relu_
 ``torch.autograd.Function``, the gates of an LSTM, the softmax of attention -- is found as
 surely as a module; it is named by the path and type of the module whose ``forward`` ran it.
 
+Autograd records only differentiable dependence, so a *data-dependent gate* -- a value of x that
+reaches a node through a non-differentiable path: a comparison mask in ``h * (h > 0)`` or
+``h * (h > 0).float()``, argmax indices in ``h.gather(1, h.argmax(1, keepdim=True))``, a
+``detach()``-ed or ``no_grad`` factor -- leaves a node that looks affine or structural although
+the function is piecewise (its plain gradient drops the gate's own dependence on x). While a
+traced forward runs, a ``TorchFunctionMode`` (``_HiddenDependence``) follows every torch call:
+a tensor computed from x that carries no gradient is *hidden*, and a node created by a call
+that takes such a tensor is a gate (``Tracer.gates``), nonlinear whatever its type. Calls that
+read only metadata (``zeros_like``, ``new_ones``, ``size`` ...) carry nothing of x; a Python
+branch on a value of x (``if h.sum() > 0``) is not seen.
+
 An unsupported node raises ``UnsupportedModelError`` (path, type, operation, what to do) unless
 the caller chose the named convention ``unsupported="gradient"`` (keep the plain gradient there),
 which is then recorded (``Tracer.conventions``: one line per layer) on the method's
@@ -34,6 +45,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from workbench.core.errors import InputError, UnsupportedModelError
 
@@ -64,6 +77,14 @@ _LINEAR = {
 #: products: nonlinear when two factors depend on x; Div: when the denominator does
 _PRODUCTS = {"Mul", "Mm", "Mv", "Bmm", "Matmul", "Addmm", "Addmv", "Addbmm", "Baddbmm", "Dot", "Linear", "Convolution"}
 _SUMS = {"Add", "Sub", "Rsub"}
+
+#: torch calls whose output holds only metadata of their tensor arguments (shape, dtype, device),
+#: no value of x: they never carry a hidden dependence (``_HiddenDependence``)
+_METADATA_ONLY = frozenset({
+    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
+    "new_zeros", "new_ones", "new_empty", "new_full", "size", "dim", "numel", "stride", "element_size",
+    "is_floating_point", "is_complex", "get_device",
+})
 
 #: the rule engine's node (``rules.engine._RuleFunction``): the rule's own backward, modelled
 RULE_NODE = "_RuleFunctionBackward"
@@ -172,6 +193,8 @@ class Tracer:
 
     model: nn.Module
     claims: dict = field(default_factory=dict)  # node -> (path, module)
+    gates: dict = field(default_factory=dict)  # node -> the call that cut its gate off the graph (``_HiddenDependence``)
+    checked: bool = False  # ``unsupported`` ran: the forward is over, stop following calls
     stack: list = field(default_factory=list)
     handles: list = field(default_factory=list)
 
@@ -209,6 +232,7 @@ class Tracer:
 
     def unsupported(self, output: Tensor, coverage: Coverage) -> list[Unsupported]:
         """Every node of output's graph the coverage does not model, one per (path, op)."""
+        self.checked = True
         found: dict = {}
         seen: set = set()
         todo = [output.grad_fn] if output.grad_fn is not None else []
@@ -223,6 +247,8 @@ class Tracer:
                 continue
             path, module = self.claims.get(node, ("", self.model))
             kind = classify(node)
+            if node in self.gates:  # a data-dependent gate: piecewise, whatever the node's type
+                kind, op = NONLINEAR, f"{op} gated by {self.gates[node]}"
             if kind in coverage.kinds:
                 continue
             if kind == NONLINEAR and (op in coverage.ops or (_leaf(module) and coverage.models(module))):
@@ -259,13 +285,62 @@ def conventions(items: Sequence[Unsupported], convention: str) -> tuple[str, ...
     return tuple(f"{u.describe()}: {convention}" for u in items)
 
 
+_IN_PLACE_DUNDERS = frozenset({"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ior__", "__iand__"})
+
+
+def _call_name(func: Any) -> str:
+    name = getattr(func, "__name__", None) or type(func).__name__
+    return name.strip("_") or name
+
+
+class _HiddenDependence(TorchFunctionMode):
+    """Follows values of x that autograd does not see, inside the traced model's forward calls.
+
+    A tensor computed (by a torch call) from a tensor that requires grad, or from a hidden one,
+    and that itself requires no grad is *hidden*: a comparison, argmax, ``detach``, a call under
+    ``no_grad``, and what is computed from those. A call that takes a hidden tensor and creates
+    an autograd node marks that node as a gate (``tracer.gates[node]``: the call that cut the
+    dependence, e.g. ``gt``). Parameters are frozen while a method runs, so requiring grad means
+    depending on x."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+        self.hidden: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> the call that cut it off
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if not self.tracer.stack or self.tracer.checked:  # outside the model's forward, or after the check (the backward pass)
+            return out
+        name = _call_name(func)
+        if name in _METADATA_ONLY:
+            return out
+        ins = _tensors(args) + _tensors(tuple(kwargs.values()))
+        gates = [self.hidden[t] for t in ins if not t.requires_grad and t in self.hidden]
+        if not gates and not any(t.requires_grad for t in ins):
+            return out  # nothing of x went in
+        outs = _tensors(out if isinstance(out, (tuple, list)) else (out,))
+        raw = getattr(func, "__name__", "")
+        if args and isinstance(args[0], Tensor) and (raw in _IN_PLACE_DUNDERS or (raw.endswith("_") and not raw.endswith("__"))):
+            outs.append(args[0])  # an in-place call (``h[h < 0] = 0``, ``h.mul_(m)``) gives its first argument a new node
+        for t in outs:
+            if t.requires_grad:
+                if gates and t.grad_fn is not None:
+                    self.tracer.gates.setdefault(t.grad_fn, gates[0])
+            elif t not in self.hidden:
+                self.hidden[t] = gates[0] if gates else name
+        return out
+
+
 @contextlib.contextmanager
 def traced(model: nn.Module, modules: Optional[Sequence[tuple[str, nn.Module]]] = None) -> Iterator[Tracer]:
-    """Attach a Tracer for the duration of a block (hooks removed in ``finally``)."""
+    """Attach a Tracer for the duration of a block (hooks removed, the mode left, in ``finally``)."""
     tracer = Tracer(model)
     try:
         tracer.attach(modules)
-        yield tracer
+        with _HiddenDependence(tracer):
+            yield tracer
     finally:
         tracer.remove()
 

@@ -17,7 +17,7 @@ structural: every subgradient gives the same attribution there, and the case sta
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +80,30 @@ def _ties(net: nn.Module, points: Tensor) -> list:
     return found
 
 
-def degenerate_reason(nets: dict, x: Tensor, baseline: Optional[Tensor]) -> Optional[str]:
-    """Why the case (networks, x, baseline or None for a pointwise method) is no evidence, or None."""
+#: the kinds of tie ``degenerate_reason`` looks for
+KINDS = ("ReLU", "max pool")
+
+
+def degenerate_samples(nets: dict, x: Tensor, baseline: Optional[Tensor], kinds: Sequence[str] = KINDS) -> list[Optional[str]]:
+    """Per sample of the batch x (and baseline): why it is no evidence, or None (see the module
+    docstring). Each sample is judged on its own path: a tie of one sample is not hidden by the
+    others (the points of several samples are never pooled into one path)."""
+    return [degenerate_reason(nets, x[i:i + 1], None if baseline is None else baseline[i:i + 1], kinds) for i in range(x.shape[0])]
+
+
+def degenerate_reason(nets: dict, x: Tensor, baseline: Optional[Tensor], kinds: Sequence[str] = KINDS) -> Optional[str]:
+    """Why the case (networks, x, baseline or None for a pointwise method) is no evidence, or None.
+
+    ``kinds``: the ties that matter to the method ("ReLU" kinks, "max pool" ties; DeconvNet's
+    backward ignores the ReLU's input, so only max-pool ties matter to it). A batch of several
+    samples is degenerate when one of its samples is (``degenerate_samples``)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown tie kinds {sorted(unknown)}; use {KINDS}")
+    if x.shape[0] != 1:
+        if baseline is not None and baseline.shape[0] != x.shape[0]:
+            baseline = baseline.expand_as(x)
+        return next((r for r in degenerate_samples(nets, x, baseline, kinds) if r), None)
     if baseline is None:
         alphas = torch.tensor([1.0], dtype=x.dtype)
         base = x
@@ -95,6 +117,8 @@ def degenerate_reason(nets: dict, x: Tensor, baseline: Optional[Tensor]) -> Opti
     where = "the input" if baseline is None else "the whole path from the baseline to the input"
     for name, net in nets.items():
         for kind, tie in _ties(net, torch.cat([pts, moved])):
+            if kind not in kinds:
+                continue
             on_path = tie[:p].all(dim=0)
             off_nearby = ~tie[p:].all(dim=0)
             if bool((on_path & off_nearby).any()):

@@ -16,11 +16,19 @@ the DTD rules a second way, from first-order Taylor expansions at root points (M
 2017): the rules z+, zB and w-square are the search directions v_i = a_i 1[w_ij > 0],
 (a_i - l_i or a_i - h_i) and w_ij. These functions exist to be compared with the engine
 (tests/properties/test_rules_reference.py); they are not meant to be fast.
+
+``lrp_condition`` gives, per sample, the condition number of the LRP computation: the largest
+sum_i |Z_ji| / |z_j| over its denominators (and over the pre-activations whose sign selects a
+group). Near 1/eps a denominator is round-off of a cancellation (a BatchNorm folded into a layer
+makes its weights inexact), so R_j / z_j amplifies the last bits in which two correct
+implementations differ: the relative difference to expect is about n eps times that number
+(Higham 2002, ch. 3: the forward error of a sum is bounded by n u sum |terms|).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+import contextvars
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -244,8 +252,28 @@ def _neg(v: np.ndarray) -> np.ndarray:
     return np.minimum(v, 0.0)
 
 
+#: while ``lrp_condition`` runs: [largest condition number so far, exact arithmetic]
+_CONDITION: contextvars.ContextVar = contextvars.ContextVar("lrp_condition", default=None)
+
+
+def _record(z: np.ndarray, magnitude: np.ndarray) -> None:
+    """Note sum |terms| / |z| of each denominator z (or sign-deciding pre-activation) for
+    ``lrp_condition``. z = 0 from terms that do not all vanish is a cancellation: exact (0/0 := 0
+    is the answer) when the arithmetic is exact, else of unknown sign and size (infinite)."""
+    cond = _CONDITION.get()
+    if cond is None:
+        return
+    z, magnitude = np.abs(np.asarray(z, dtype=float)), np.asarray(magnitude, dtype=float)
+    nonzero = z > 0
+    if nonzero.any():
+        cond[0] = max(cond[0], float((magnitude[nonzero] / z[nonzero]).max()))
+    if not cond[1] and bool(((~nonzero) & (magnitude > 0)).any()):
+        cond[0] = float("inf")
+
+
 def _distribute(Z: np.ndarray, z: np.ndarray, R: np.ndarray, stabilizer: float = 0.0) -> np.ndarray:
     """R_i = sum_j Z[j, i] / z_j R_j with 0/0 := 0 (Z is (J, I)); z_j + stabilizer sign(z_j) if given."""
+    _record(z, np.abs(Z).sum(1) + np.abs(z - Z.sum(1)))  # z - sum Z: the bias term, if any
     if stabilizer:
         z = _eps(z, stabilizer)
     ratio = np.divide(R, z, out=np.zeros_like(R), where=z != 0)
@@ -263,7 +291,9 @@ def lrp_zero(a, W, b, R, *, bias=True, stabilizer=0.0, **_):
 
 def lrp_epsilon(a, W, b, R, *, epsilon=1e-6, bias=True, **_):
     Z = W * a[None, :]
-    return _distribute(Z, _eps(Z.sum(1) + (b if bias else 0.0), epsilon), R)
+    z = Z.sum(1) + (b if bias else 0.0)
+    _record(z, np.abs(Z).sum(1) + (np.abs(b) if bias else 0.0))  # sign(z) picks the stabilizer's sign
+    return _distribute(Z, _eps(z, epsilon), R)
 
 
 def lrp_gamma(a, W, b, R, *, gamma=0.25, bias=True, stabilizer=0.0, **_):
@@ -275,6 +305,7 @@ def lrp_generalized_gamma(a, W, b, R, *, gamma=0.25, bias=True, stabilizer=0.0, 
     """Units with z > 0: contributions x+ (W + g W+) + x- (W + g W-) (bias b + g b+); units with
     z < 0: x+ (W + g W-) + x- (W + g W+) (bias b + g b-); units with z = 0 pass nothing."""
     z = W @ a + b
+    _record(z, np.abs(W) @ np.abs(a) + np.abs(b))  # its sign picks the group
     up, down = W + gamma * _pos(W), W + gamma * _neg(W)
     ap, an = _pos(a)[None, :], _neg(a)[None, :]
     Zp, Zn = up * ap + down * an, down * ap + up * an
@@ -380,6 +411,7 @@ def _lrp_backward(operations: Sequence[tuple], vals: list, R: np.ndarray, rule_f
             body_vals = vals[k][1]
             both = np.stack([a, body_vals[-1]])
             z = both.sum(0)
+            _record(z, np.abs(both).sum(0))
             z_st = _eps(z, o["stabilizer"]) if o["stabilizer"] else z
             share = np.divide(R, z_st, out=np.zeros_like(R), where=z_st != 0)
             R = both[0] * share + _lrp_backward(op[1], body_vals, both[1] * share, rule_for, o)
@@ -414,6 +446,33 @@ def lrp(net: nn.Module, x: Tensor, target: int, composite: Union[str, tuple], **
         R[target] = vals[-1][target]
         out.append(_lrp_backward(operations, vals, R, rule_for, o))
     return np.stack(out).reshape(x.shape)
+
+
+def lrp_condition(net: nn.Module, x: Tensor, target: int, composite: str, **options) -> np.ndarray:
+    """Per sample: the condition number of ``lrp`` (see the module docstring), 1 at least.
+
+    The fixture networks hold dyadic weights and inputs, so without BatchNorm every forward
+    quantity is exact and a denominator that cancels to 0 is exactly 0 in any implementation;
+    with BatchNorm (1 / sqrt(var + eps) is not dyadic) such a zero counts as infinitely
+    ill-conditioned."""
+    exact = not any(op[0] == "bn" for op in _flat_ops(ops(net)))
+    out = []
+    for i in range(x.shape[0]):
+        cond = [1.0, exact]
+        token = _CONDITION.set(cond)
+        try:
+            lrp(net, x[i:i + 1], target, composite, **options)
+        finally:
+            _CONDITION.reset(token)
+        out.append(cond[0])
+    return np.asarray(out)
+
+
+def _flat_ops(operations: Sequence[tuple]) -> Iterator[tuple]:
+    for op in operations:
+        yield op
+        if op[0] == "residual":
+            yield from _flat_ops(op[1])
 
 
 def _first_affine(operations: Sequence[tuple]) -> Optional[tuple]:
