@@ -13,17 +13,15 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from hypothesis import given, strategies as st
 
 import workbench
-from workbench.core.degenerate import degenerate_reason
 from workbench.rules import composites as C
 from workbench.rules import rules as R
 from workbench.testing import references as ref
 from workbench.testing import strategies as wst
+from test_rules_reference import _close_lrp  # the engine-vs-reference comparison, per sample
 
 OPTIONS = {"epsilon": 0.125, "gamma": 0.5, "alpha": 3.0, "beta": 2.0, "low": -2.0, "high": 2.0}
 
@@ -71,15 +69,12 @@ def test_conservation_claims_come_from_the_table():
 @pytest.mark.parametrize("kind", sorted(R.KINDS))
 @given(case=cases())
 def test_each_rule_kind_matches_its_reference(kind, case):
+    """Each sample to the tolerance its condition number allows (``_close_lrp``: a denominator that
+    cancels to round-off is no evidence either way)."""
     net, x, t = case
-    if degenerate_reason({"f": net}, x, None) is not None:
-        return  # a ReLU input or max-pool window at a tie: unstabilized denominators are round-off
     with composite_of(kind) as name:
         a = workbench.method("lrp", composite=name, **OPTIONS).attribute(net, x, target=t)
-    r = ref.lrp(net, x, t, (kind, kind, None), **OPTIONS)
-    a = a.detach().numpy()
-    scale = max(np.abs(r).max(), np.abs(a).max(), 1.0)
-    assert np.abs(a - r).max() <= 1e-9 * scale, (kind, a, r)
+    _close_lrp(a, net, x, t, (kind, kind, None), OPTIONS)
 
 
 def _readme_rule_example() -> tuple[str, str]:
