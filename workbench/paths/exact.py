@@ -172,7 +172,7 @@ class RegionTracker:
         """max_pool for windows that tile the input (kernel = stride, no padding or dilation): the
         same crossings as the general path, computed on a view of the input (no window copies)."""
         top, idx = F.max_pool2d(z, module.kernel_size, module.stride, return_indices=True)
-        zw, tw, k = _tiles(module, z), _tiles(module, dz), _tiling(module, z)
+        zw, tw = _tiles(module, z), _tiles(module, dz)
         t_top = dz.flatten(2).gather(2, idx.flatten(2)).view(top.shape)
         gap_v = top.unsqueeze(3).unsqueeze(5) - zw  # >= 0
         gap_t = tw - t_top.unsqueeze(3).unsqueeze(5)  # an entry overtakes the max at s = p + gap_v / gap_t
