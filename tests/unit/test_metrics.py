@@ -243,3 +243,19 @@ def test_pixel_perturbation_bad_percentages_and_training_mode():
     train.noise = torch.nn.Dropout()  # a module that behaves differently in training
     with pytest.raises(workbench.ModelError, match="training mode.*noise \\(Dropout\\)"):
         deletion_curve(train, x, x, target=0)
+
+
+def test_removing_no_pixel_is_no_change_whatever_the_batch_round_off():
+    """A model whose round-off depends on the batch size (here: it adds 1e-12 per extra sample, a
+    stand-in for BLAS kernels chosen by batch size) still shows exactly 0 change at 0% removed,
+    also with the percentage given twice (found by the dev profile: percentages=[0.0, 0.0])."""
+    from workbench.metrics import pixel_perturbation
+
+    class BatchDependent(torch.nn.Module):
+        def forward(self, x):
+            s = x.flatten(1).sum(1, keepdim=True)
+            return torch.cat([s, -s], 1) + 1e-12 * (x.shape[0] - 1)
+
+    x = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    r = pixel_perturbation(BatchDependent().eval(), x, x, target=0, percentages=[0.0, 0.0, 50.0], score="logit")
+    assert torch.equal(r.change[:, :2], torch.zeros(1, 2, dtype=r.change.dtype)) and bool(r.change[0, 2] > 0)

@@ -88,4 +88,8 @@ def pixel_perturbation(
             drop = ranks >= (pixels - k).view(1, -1, 1, 1, 1)
             images = torch.where(drop, r.unsqueeze(1), x.unsqueeze(1)).reshape(-1, ch, h, w)
             out.append(scores_no_grad(model, images, t.repeat_interleave(len(k)), score, chunk_size=chunk_size).view(n, len(k)))
-    return PixelPerturbation(torch.tensor(pct, dtype=torch.float64), removed, original, torch.cat(out, dim=1))
+    perturbed = torch.cat(out, dim=1)
+    # removing no pixel leaves the image itself: its score is the original one, exactly (a model's
+    # round-off depends on the batch size, and a batch of copies must not read as a change)
+    perturbed[:, removed.to(perturbed.device) == 0] = original.unsqueeze(1).to(perturbed.dtype)
+    return PixelPerturbation(torch.tensor(pct, dtype=torch.float64), removed, original, perturbed)
