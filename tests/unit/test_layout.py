@@ -51,3 +51,9 @@ def test_every_subpackage_states_its_exports_or_purpose():
         if not info.name.startswith("_"):
             assert importlib.import_module(f"workbench.{info.name}").__doc__, info.name
     assert set(workbench.__all__) <= set(dir(workbench))
+
+
+def test_every_registered_axiom_is_in_the_default_report():
+    from workbench.axioms import DEFAULT_AXIOMS, axioms
+
+    assert sorted(DEFAULT_AXIOMS) == sorted(axioms()) and len(set(DEFAULT_AXIOMS)) == len(DEFAULT_AXIOMS)
