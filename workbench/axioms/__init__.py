@@ -1,9 +1,8 @@
 """Axioms: one module per property; each returns an Outcome per case and never raises.
 
-Importing a module registers its axioms (``@register_axiom``). ``DEFAULT_AXIOMS`` orders the
-report's columns; every registered axiom must be in it (tests/unit/test_layout.py). The import
-order is the registry's order, which seeds the drawn cases: changing it changes what a check
-draws (not what it can find).
+Importing a module registers its axioms (``@register_axiom``), in the import order below.
+``DEFAULT_AXIOMS`` orders the report's columns; every registered axiom must be in it
+(tests/unit/test_layout.py).
 """
 
 from workbench.axioms.base import Axiom, Case, Outcome, axioms, get_axiom, register_axiom
