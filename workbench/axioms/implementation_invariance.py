@@ -1,7 +1,10 @@
 """Implementation invariance: functionally equal networks get identical attributions.
 
 Pairs (f, g) are made equal by construction: hidden units permuted, positively rescaled
-between layers (ReLU/pooling only: g(cz) = c g(z)), or one unit split in two.
+between layers (ReLU/pooling only: g(cz) = c g(z)), or one unit split in two. Before the drawn
+pairs, three named ones on the two-input network of Sundararajan, Taly & Yan (2017, Sec. 2.2):
+the paper's own rewrite (the bias moved inside the first ReLU), a unit split with fractions -1
+and 2, and a positive rescaling.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import torch
 from hypothesis import strategies as st
 
 from workbench.testing import strategies as wst
-from workbench.nets import transforms
+from workbench.nets import paper, transforms
 from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
 
 
@@ -47,6 +50,16 @@ class ImplementationInvariance(Axiom):
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _equivalent_pairs(family, dtype)
+
+    def named_cases(self, dtype: torch.dtype) -> list[Case]:
+        f, x, base, target = paper.paper_case("ig-two-input", dtype=dtype)
+        site = transforms.hidden_sites(f)[0]
+        pairs = [
+            ("ig-two-input rewrite", paper.ig_two_input_equivalent(dtype=dtype), {"transform": "paper rewrite"}),
+            ("ig-two-input split", transforms.split_hidden(f, site, 0, -1.0), {"transform": "split", "site": 0, "unit": 0, "fraction": -1.0}),
+            ("ig-two-input rescale", transforms.rescale_hidden(f, site, [4.0, 0.25]), {"transform": "rescale", "site": 0, "scales": [4.0, 0.25]}),
+        ]
+        return [Case({"f": f, "g": g}, x, base, target, params, label=label) for label, g, params in pairs]
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
         f, g = case.nets["f"], case.nets["g"]

@@ -1,5 +1,9 @@
 """Linearity: A(a f1 + b f2) = a A(f1) + b A(f2), with a f1 + b f2 built as ONE network
 (hidden units concatenated, output layer [a W1, b W2]) so a method cannot see the sum.
+
+Before the drawn cases, one named case: f - f for the saturating network of Sundararajan, Taly &
+Yan (2017, Sec. 2.1), f(x) = 1 - ReLU(1 - x), at x = 0.5 against baseline 0. h is the zero
+function, so a linear method gives it the zero map.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 
 from workbench.testing import strategies as wst
-from workbench.nets import transforms
+from workbench.nets import paper, transforms
 from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
 
 _COEFFICIENTS = st.sampled_from([1.0, 2.0, -1.0, 0.5, -0.5, 3.0])
@@ -34,6 +38,12 @@ class Linearity(Axiom):
 
     def cases(self, family: wst.Family, dtype: torch.dtype) -> st.SearchStrategy[Case]:
         return _sum_cases(family, dtype)
+
+    def named_cases(self, dtype: torch.dtype) -> list[Case]:
+        f, _, base, target = paper.paper_case("ig-saturating", dtype=dtype)
+        h = transforms.weighted_sum(f, f, 1.0, -1.0)
+        x = torch.full_like(base, 0.5)
+        return [Case({"f1": f, "f2": f, "h": h}, x, base, target, {"a": 1.0, "b": -1.0}, label="ig-saturating minus itself")]
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
         a, b = case.params["a"], case.params["b"]

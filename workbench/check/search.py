@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,13 +19,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import Phase
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 from hypothesis.internal.conjecture import engine as _hypothesis_engine
 
 from workbench.axioms import DEFAULT_AXIOMS, Case, Outcome, get_axiom
 from workbench.axioms.base import CALLS
 from workbench.methods.contract import check_contract
+from workbench.check.seeded_find import seeded_find
 from workbench.check.counterexample import save_counterexample
 from workbench.core.errors import InputError
 from workbench.methods.base import CallableMethod, Claims, Method, as_method
@@ -264,19 +264,7 @@ def check_axiom(
         if budget.best is None and not search.error and examples > 0:
             phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if do_shrink else [])
             try:
-                find(
-                    axiom.cases(family, dtype),
-                    violated,
-                    settings=settings(
-                        max_examples=examples,
-                        database=None,
-                        deadline=None,
-                        derandomize=False,  # a loaded test profile must not override `seed`
-                        phases=phases,
-                        suppress_health_check=list(HealthCheck),
-                    ),
-                    random=random.Random(seed) if seed is not None else random.Random(),
-                )
+                seeded_find(axiom.cases(family, dtype), violated, examples=examples, seed=seed, phases=phases)
             except (NoSuchExample, Unsatisfiable):
                 pass
             except Exception:  # noqa: BLE001 - the budget ends shrinking as a "flaky" failure

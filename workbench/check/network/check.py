@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
-from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 from torch import Tensor, nn
 
@@ -28,6 +26,7 @@ from workbench import __version__
 from workbench.axioms.base import Case, Outcome
 from workbench.check.counterexample import method_record
 from workbench.check.search import Report, Verdict
+from workbench.check.seeded_find import seeded_find
 from workbench.core.errors import InputError
 from workbench.methods.base import CallableMethod, Method, as_method
 from workbench.core.tolerance import rtol_for
@@ -104,12 +103,7 @@ def check_network_axiom(
 
     found = None
     try:
-        found = find(
-            axiom.choices(net),
-            violated,
-            settings=settings(max_examples=examples, database=None, deadline=None, derandomize=False, suppress_health_check=list(HealthCheck)),
-            random=random.Random(seed) if seed is not None else random.Random(),
-        )
+        found = seeded_find(axiom.choices(net), violated, examples=examples, seed=seed)
     except (NoSuchExample, Unsatisfiable):
         found = None
     except Exception:  # noqa: BLE001 - the shrink budget ends shrinking as a "flaky" failure
