@@ -120,7 +120,7 @@ def test_sensitivity_a_named_case_is_the_ig_paper_example(tmp_path):
 # another).
 NAMED = [
     # (axiom, methods the named cases catch, methods they pass)
-    ("implementation-invariance", ["guided-backprop", "lrp", "deeplift"], ["gradient", "integrated-gradients[rule='exact']", "input-x-gradient"]),
+    ("implementation-invariance", ["guided-backprop", "rectgrad", "fullgrad", "lrp", "deeplift"], ["gradient", "integrated-gradients[rule='exact']", "input-x-gradient"]),
     ("linearity", ["guided-backprop", "rectgrad"], ["gradient", "integrated-gradients[rule='exact']", "deeplift"]),
 ]
 

@@ -2,9 +2,9 @@
 
 Pairs (f, g) are made equal by construction: hidden units permuted, positively rescaled
 between layers (ReLU/pooling only: g(cz) = c g(z)), or one unit split in two. Before the drawn
-pairs, three named ones on the two-input network of Sundararajan, Taly & Yan (2017, Sec. 2.2):
-the paper's own rewrite (the bias moved inside the first ReLU), a unit split with fractions -1
-and 2, and a positive rescaling.
+pairs, three named ones: the two-input network of Sundararajan, Taly & Yan (2017, Sec. 2.2) and
+the paper's own rewrite of it (the bias moved inside the first ReLU), and a split with fractions
+-1 and 2 of one unit of a small MLP and of one channel of a small CNN.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from workbench.testing import strategies as wst
 from workbench.nets import paper, transforms
+from workbench.nets import spec as S
 from workbench.axioms.base import Axiom, Case, Outcome, attribute, register_axiom, relative
 
 
@@ -41,6 +42,24 @@ def _equivalent_pairs(draw: st.DrawFn, family: wst.Family, dtype: torch.dtype) -
     return Case({"f": c.net, "g": g}, c.x, c.baseline, c.target, params)
 
 
+def _two_unit_net(dtype: torch.dtype) -> S.SpecNet:
+    """f(x1, x2) = ReLU(x1) - ReLU(x2) - 1: the IG paper's inner function, with a linear output."""
+    spec = S.NetSpec((2,), (S.Linear(2, bias=False), S.ReLU(), S.Linear(1)))
+    return S.build(spec, dtype=dtype, state={"0.weight": [[1.0, 0.0], [0.0, 1.0]], "2.weight": [[1.0, -1.0]], "2.bias": [-1.0]})
+
+
+def _two_channel_conv_net(dtype: torch.dtype) -> S.SpecNet:
+    """Conv2d(1 -> 2, 2x2, bias) -> ReLU -> Flatten -> Linear(1) on a 3x3 input: conv biases count (FullGrad)."""
+    spec = S.NetSpec((1, 3, 3), (S.Conv2d(2, kernel_size=2), S.ReLU(), S.Flatten(), S.Linear(1)))
+    state = {
+        "0.weight": [[[[1.0, 0.0], [0.0, -1.0]]], [[[0.0, 1.0], [1.0, 0.0]]]],
+        "0.bias": [0.5, -0.5],
+        "3.weight": [[1.0, 2.0, -1.0, 1.0, 1.0, -2.0, 1.0, 1.0]],
+        "3.bias": [0.0],
+    }
+    return S.build(spec, dtype=dtype, state=state)
+
+
 @register_axiom
 class ImplementationInvariance(Axiom):
     name = "implementation-invariance"
@@ -53,13 +72,14 @@ class ImplementationInvariance(Axiom):
 
     def named_cases(self, dtype: torch.dtype) -> list[Case]:
         f, x, base, target = paper.paper_case("ig-two-input", dtype=dtype)
-        site = transforms.hidden_sites(f)[0]
-        pairs = [
-            ("ig-two-input rewrite", paper.ig_two_input_equivalent(dtype=dtype), {"transform": "paper rewrite"}),
-            ("ig-two-input split", transforms.split_hidden(f, site, 0, -1.0), {"transform": "split", "site": 0, "unit": 0, "fraction": -1.0}),
-            ("ig-two-input rescale", transforms.rescale_hidden(f, site, [4.0, 0.25]), {"transform": "rescale", "site": 0, "scales": [4.0, 0.25]}),
+        mlp, mlp_x = _two_unit_net(dtype), torch.tensor([[3.0, 1.0]], dtype=dtype)
+        conv, conv_x = _two_channel_conv_net(dtype), torch.tensor([[[[1.0, 2.0, 0.0], [0.0, 1.0, 2.0], [2.0, 0.0, 1.0]]]], dtype=dtype)
+        split = {"transform": "split", "site": 0, "unit": 0, "fraction": -1.0}
+        return [
+            Case({"f": f, "g": paper.ig_two_input_equivalent(dtype=dtype)}, x, base, target, {"transform": "paper rewrite"}, label="ig-two-input rewrite"),
+            Case({"f": mlp, "g": transforms.split_hidden(mlp, transforms.hidden_sites(mlp)[0], 0, -1.0)}, mlp_x, torch.zeros_like(mlp_x), 0, split, label="two-unit split"),
+            Case({"f": conv, "g": transforms.split_hidden(conv, transforms.hidden_sites(conv)[0], 0, -1.0)}, conv_x, torch.zeros_like(conv_x), 0, split, label="two-channel conv split"),
         ]
-        return [Case({"f": f, "g": g}, x, base, target, params, label=label) for label, g, params in pairs]
 
     def evaluate(self, method, case: Case, rtol: float) -> Outcome:
         f, g = case.nets["f"], case.nets["g"]
