@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from workbench.rules import composites as C
 from workbench.rules import rules as R
 from workbench.testing import references as ref
 from workbench.testing import strategies as wst
-from test_rules_reference import _close_lrp  # the engine-vs-reference comparison, per sample
+from test_rules_reference import _close_lrp, composite_of  # the engine-vs-reference comparison, per sample
 
 OPTIONS = {"epsilon": 0.125, "gamma": 0.5, "alpha": 3.0, "beta": 2.0, "low": -2.0, "high": 2.0}
 
@@ -33,17 +32,6 @@ def cases(draw):
         wst.cnn_specs(max_channels=2, max_size=5, max_outputs=3),
     ))
     return draw(wst.weights_for(spec)), draw(wst.inputs(spec, batch=2)), draw(wst.targets(spec))
-
-
-@contextlib.contextmanager
-def composite_of(kind: str):
-    """A composite with `kind` on every dense and conv layer, registered for the duration."""
-    name = f"only-{kind}"
-    C.TABLE[name] = C.CompositeSpec(kind, kind)
-    try:
-        yield name
-    finally:
-        del C.TABLE[name]
 
 
 def test_every_rule_kind_and_composite_has_a_reference():

@@ -6,6 +6,8 @@ torch model (in-place and reused ReLUs, BatchNorm folded by the canonizer, resid
 a Sum module, convolutions with padding, max and average pooling). They must agree to round-off.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -146,6 +148,40 @@ def test_the_condition_number_flags_exactly_the_sample_whose_denominator_cancels
     plain = S.build(S.NetSpec((3,), (S.Linear(1), S.ReLU(), S.Linear(1))), state={"0.weight": [[0.75, 0.25, -1.0]], "0.bias": [0.0], "2.weight": [[1.0]], "2.bias": [0.0]})
     assert np.isfinite(ref.lrp_condition(plain, x, 0, "zero")).all()
     _close(workbench.method("lrp", composite="zero").attribute(plain, x, target=0), ref.lrp(plain, x, 0, "zero"))
+
+
+def test_an_input_on_the_zb_box_bound_counts_as_a_cancelled_denominator():
+    """Found by the dev profile: zB on every layer, x2 = low. The hidden zB layer hands relevance
+    to a switched-off unit, whose first-layer zB shares (x - low) w+ and (x - high) w- are exactly 0
+    per element in the reference, but a sum of three products behind a folded BatchNorm (not
+    dyadic) in the engine: engine 8 vs reference 9.82. That sample must read kappa = inf (it read
+    1); a sample just off the bound is well-conditioned and agrees."""
+    ones = lambda *shape: np.ones(shape).tolist()
+    bn = lambda i, n: {f"{i}.weight": ones(n), f"{i}.bias": ones(n), f"{i}.running_mean": ones(n), f"{i}.running_var": ones(n)}
+    state = {"0.weight": [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [-0.5, 1.0]], "0.bias": ones(4), **bn(1, 4),
+             "3.weight": ones(3, 4), "3.bias": ones(3), **bn(4, 3), "6.weight": ones(1, 3)}
+    spec = S.NetSpec((2,), (S.Linear(4), S.BatchNorm(), S.ReLU(), S.Linear(3), S.BatchNorm(), S.ReLU(), S.Linear(1, bias=False)))
+    net = S.build(spec, state=state)
+    options = {"low": -2.0, "high": 2.0}
+    x = torch.tensor([[2.0, -2.0], [2.0, -1.999], [1.0, 1.0]], dtype=torch.float64)
+    kappa = ref.lrp_condition(net, x, 0, ("zb", "zb", None), **options)
+    assert np.isinf(kappa[0]) and np.isfinite(kappa[1:]).all()
+    with composite_of("zb") as name:
+        a = workbench.method("lrp", composite=name, **options).attribute(net, x, target=0)
+    r = ref.lrp(net, x, 0, ("zb", "zb", None), **options)
+    for i in (1, 2):
+        _close(a[i], r[i], rtol=max(1e-9, ROUNDOFF_PER_CONDITION * kappa[i]))
+
+
+@contextlib.contextmanager
+def composite_of(kind: str):
+    """A composite with `kind` on every dense and conv layer, registered for the duration."""
+    name = f"only-{kind}"
+    C.TABLE[name] = C.CompositeSpec(kind, kind)
+    try:
+        yield name
+    finally:
+        del C.TABLE[name]
 
 
 def test_a_sample_on_a_round_off_kink_is_judged_on_its_own():

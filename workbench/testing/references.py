@@ -342,7 +342,11 @@ def _box(value, like: np.ndarray, channels: Optional[int], side: str = "low") ->
 
 def lrp_zb(a, W, b, R, *, low=None, high=None, channels=None, stabilizer=0.0, **_):
     lo, hi = _box(low, a, channels, "low"), _box(high, a, channels, "high")
-    Z = W * a[None, :] - _pos(W) * lo[None, :] - _neg(W) * hi[None, :]
+    terms = (W * a[None, :], _pos(W) * lo[None, :], _neg(W) * hi[None, :])
+    Z = terms[0] - terms[1] - terms[2]
+    # an input at a bound cancels its share to exactly 0 here, but not in an implementation that
+    # sums the three products separately: the condition counts the products' sizes
+    _record(Z.sum(1), sum(np.abs(t) for t in terms).sum(1))
     return _distribute(Z, Z.sum(1), R, stabilizer)
 
 
