@@ -160,7 +160,7 @@ def _refuse_options(args: argparse.Namespace, options: dict[str, str], why: str)
 def _check_network(args: argparse.Namespace, say) -> int:
     """``check METHOD --model ARCH --weights FILE --source DIR``: axioms on the user's network, in
     memory, or through a results folder (``--results``; under torchrun, sharded over the ranks)."""
-    from workbench.runner.distributed import from_environment, finished_keys
+    from workbench.runner.distributed import from_environment, run_job
     from workbench.check.network.job import NetworkCheck, run_network_check
 
     _refuse_options(args, FIXTURE_ONLY, "to a network check (--model): it draws rewrites of your network and shrinks every violation")
@@ -175,19 +175,10 @@ def _check_network(args: argparse.Namespace, say) -> int:
     results = args.results if args.results is not None or group is None else "results"
     say(f"{args.model} from {args.weights}, {exp.images} images of {args.source} at {exp.size} px: {len(exp.items())} units"
         + (f" over {group.world} processes" if group is not None else "") + (f", results in {Path(results) / exp.name}" if results else ""))
-    try:
-        report = run_network_check(exp, results=results, group=group, log=say)
-    except KeyboardInterrupt:
-        if results is None:
-            raise
-        out = Path(results) / exp.name
-        print(f"interrupted: {len(finished_keys(out))} of {len(exp.items())} units saved in {out}; run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        if group is not None:
-            group.close()
-    if group is not None and group.rank != 0:
-        return 0  # rank 0 prints the report of the whole job
+    out = Path(results) / exp.name if results is not None else None
+    report, status = run_job(lambda: run_network_check(exp, results=results, group=group, log=say), group, out, len(exp.items()), "units")
+    if status is not None:
+        return status
     if report is None:
         print(f"not finished: run the same command again to resume ({Path(results) / exp.name})", file=sys.stderr)
         return 2
@@ -274,22 +265,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     exp = X.configure(cls, args.set + ([f"device={args.device}"] if args.device else []) + _batch_setting(cls, args))
     _warn_short_data(exp)
     out_dir = Path(args.results) / exp.name
-    from workbench.runner.distributed import from_environment
+    from workbench.runner.distributed import from_environment, run_job
 
     group = from_environment(exp.device, backend=args.backend, timeout=args.dist_timeout)  # None unless started by torchrun
-    try:
-        result = X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed, dist=group)
-    except KeyboardInterrupt:
-        from workbench.runner.distributed import finished_keys
-
-        done = len(finished_keys(out_dir))  # over every shard (items.jsonl and those of torchrun ranks)
-        print(f"interrupted: {done} item(s) saved in {out_dir}; run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        if group is not None:
-            group.close()
-    if group is not None and group.rank != 0:
-        return 0  # rank 0 prints the summary of the whole job
+    result, status = run_job(
+        lambda: X.run(exp, results=args.results, limit=args.limit, log=_progress(args.quiet), wait=args.wait, allow_mixed=args.allow_mixed, dist=group),
+        group, out_dir, None, "item(s)",
+    )
+    if status is not None:
+        return status
     if result.summary:
         print(json.dumps(result.summary, indent=2) if args.json else _summary_text(result.summary))
     else:

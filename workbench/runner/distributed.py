@@ -44,7 +44,7 @@ import torch
 from workbench.core.errors import InputError, WorkbenchError
 from workbench.runner.store import FolderLock, ItemStore, ResultsCorruptError, ResultsLockedError, item_rows, write_json_atomic
 
-__all__ = ["DistributedError", "Group", "ShardConflictError", "finished_keys", "from_environment", "lock_shards", "merge_shards", "run_sharded", "shard_name", "shard_paths"]
+__all__ = ["DistributedError", "Group", "ShardConflictError", "finished_keys", "from_environment", "lock_shards", "merge_shards", "run_job", "run_sharded", "shard_name", "shard_paths"]
 
 #: the shard (and lock) of a 1-process run; its lock is the folder's lock, also held by a job's rank 0
 FOLDER_SHARD = "items"
@@ -94,6 +94,32 @@ def finished_keys(folder: Path) -> set[str]:
         except ResultsCorruptError:
             continue
     return keys
+
+
+def run_job(run: Callable[[], Any], group: Optional["Group"], out_dir: Optional[Path], total: Optional[int], unit: str) -> tuple[Any, Optional[int]]:
+    """Run a results-folder job (one process, or this rank of a torchrun job) the CLI way.
+
+    Returns ``(result, None)`` where this process prints the result (rank 0, or no job), else
+    ``(None, status)``: 0 on a rank other than 0 (rank 0 prints the whole job), 130 after Ctrl-C,
+    with one line on stderr saying how many ``unit`` (of ``total``, when given) every shard of
+    ``out_dir`` kept and how to resume. Without a folder (``out_dir`` None) Ctrl-C propagates. The process group
+    is closed in every case.
+    """
+    try:
+        result = run()
+    except KeyboardInterrupt:
+        if out_dir is None:
+            raise
+        done = len(finished_keys(out_dir))  # over every shard (items.jsonl and those of torchrun ranks)
+        of = f" of {total}" if total is not None else ""
+        print(f"interrupted: {done}{of} {unit} saved in {out_dir}; run the same command again to resume", file=sys.stderr)
+        return None, 130
+    finally:
+        if group is not None:
+            group.close()
+    if group is not None and group.rank != 0:
+        return None, 0
+    return result, None
 
 
 def merge_shards(folder: Path, log: Callable[[str], None] = lambda m: None) -> dict[str, dict]:
