@@ -173,14 +173,14 @@ def _check_network(args: argparse.Namespace, say) -> int:
                           shrink_seconds=args.shrink_seconds if args.shrink_seconds is not None else 120.0, out=args.out, device=args.device or "cpu")
     group = from_environment(exp.device)  # None unless started by torchrun
     results = args.results if args.results is not None or group is None else "results"
-    say(f"{args.model} from {args.weights}, {exp.images} images of {args.source} at {exp.size} px: {len(exp.items())} units"
-        + (f" over {group.world} processes" if group is not None else "") + (f", results in {Path(results) / exp.name}" if results else ""))
     out = Path(results) / exp.name if results is not None else None
+    say(f"{args.model} from {args.weights}, {exp.images} images of {args.source} at {exp.size} px: {len(exp.items())} units"
+        + (f" over {group.world} processes" if group is not None else "") + (f", results in {out}" if out is not None else ""))
     report, status = run_job(lambda: run_network_check(exp, results=results, group=group, log=say), group, out, len(exp.items()), "units")
     if status is not None:
         return status
     if report is None:
-        print(f"not finished: run the same command again to resume ({Path(results) / exp.name})", file=sys.stderr)
+        print(f"not finished: run the same command again to resume ({out})", file=sys.stderr)
         return 2
     from workbench.check.views import render_reports, write_heatmap, write_html
 

@@ -7,69 +7,98 @@ unrelated module, 52 of the 60 cases an implementation-invariance search drew wi
 
 from __future__ import annotations
 
-import importlib
-import random
+import json
+import subprocess
 import sys
+import textwrap
+import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from workbench.check.seeded_find import seeded_find
+from workbench.check.seeded_find import seeded_find, without_local_constants
 
-STRATEGY = st.lists(st.floats(-100, 100), min_size=8, max_size=8)
-
-
-def _draws(search) -> list:
-    seen: list = []
-
-    def record(value) -> bool:
-        seen.append(tuple(value))
-        return False
-
-    with pytest.raises(NoSuchExample):
-        search(record)
-    return seen
-
-
-def _seeded(record) -> None:
-    seeded_find(STRATEGY, record, examples=40, seed=3)
-
-
-def _plain(record) -> None:
-    find(STRATEGY, record, settings=settings(max_examples=40, database=None, deadline=None, suppress_health_check=list(HealthCheck)), random=random.Random(3))
-
-
-def _import_module_with_constants(folder: Path, name: str) -> None:
-    values = ", ".join(f"{i * 0.37 + 0.011:.3f}" for i in range(-250, 250))
-    (folder / f"{name}.py").write_text(f"VALUES = [{values}]\n")
-    sys.path.insert(0, str(folder))
+#: run in a fresh interpreter: the imported literals stay in Hypothesis's pool for good
+_IMPORT_CHANGES_DRAWS = textwrap.dedent(
+    """
+    import importlib, json, random, sys
+    from hypothesis import HealthCheck, find, settings, strategies as st
+    from hypothesis.errors import NoSuchExample
+    from workbench.check.seeded_find import seeded_find
     try:
-        importlib.import_module(name)
-    finally:
-        sys.path.remove(str(folder))
+        from hypothesis.internal.conjecture import providers
+        POOL = hasattr(providers, "_get_local_constants")
+    except ImportError:  # a Hypothesis from before the pool
+        POOL = False
+
+    STRATEGY = st.lists(st.floats(-100, 100), min_size=8, max_size=8)
+    VALUES = [round(i * 0.37 + 0.011, 3) for i in range(-250, 250)]
+
+    def draws(search):
+        seen = []
+        try:
+            search(lambda v: seen.append(list(v)) and False)
+        except NoSuchExample:
+            pass
+        return seen
+
+    seeded = lambda c: seeded_find(STRATEGY, c, examples=40, seed=3)
+    plain = lambda c: find(STRATEGY, c, settings=settings(max_examples=40, database=None, deadline=None,
+                                                           suppress_health_check=list(HealthCheck)), random=random.Random(3))
+    before = draws(seeded), draws(plain)
+    folder = sys.argv[1]
+    with open(folder + "/many_literals.py", "w") as f:
+        f.write("VALUES = [" + ", ".join(f"{v:.3f}" for v in VALUES) + "]\\n")
+    sys.path.insert(0, folder)
+    importlib.import_module("many_literals")
+    after = draws(seeded), draws(plain)
+    drawn = {v for case in after[1] for v in case}
+    print(json.dumps({"pool": POOL, "seeded_same": before[0] == after[0],
+                      "plain_same": before[1] == after[1], "plain_drew_a_literal": bool(drawn & set(VALUES))}))
+    """
+)
 
 
 def test_an_unrelated_import_does_not_change_what_a_seed_draws(tmp_path: Path) -> None:
-    from hypothesis.internal.conjecture import providers
-
-    pools_local_constants = hasattr(providers, "_get_local_constants")
-    before_seeded, before_plain = _draws(_seeded), _draws(_plain)
-    _import_module_with_constants(tmp_path, f"workbench_constants_{tmp_path.name.replace('-', '_')}")
-    after_seeded, after_plain = _draws(_seeded), _draws(_plain)
-    assert after_seeded == before_seeded
-    if pools_local_constants:  # the control: plain `find` draws the new module's literals
-        assert after_plain != before_plain
-        drawn = {v for case in after_plain for v in case}
-        assert any(abs(v - (i * 0.37 + 0.011)) < 1e-9 for v in drawn for i in range(-250, 250))
+    run = subprocess.run([sys.executable, "-c", _IMPORT_CHANGES_DRAWS, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["seeded_same"]
+    if result["pool"]:  # the control: plain `find` draws the new module's literals
+        assert not result["plain_same"] and result["plain_drew_a_literal"]
 
 
-def test_the_local_pool_is_restored_after_a_search() -> None:
-    from hypothesis.internal.conjecture import providers
+def test_the_pool_is_off_only_inside_the_block_and_only_in_its_own_thread() -> None:
+    providers = pytest.importorskip("hypothesis.internal.conjecture.providers")
+    if not hasattr(providers, "_get_local_constants"):
+        pytest.skip("this Hypothesis has no local-constants pool")
 
-    original = getattr(providers, "_get_local_constants", None)
+    def size(pool) -> int:
+        return sum(len(v) for v in pool.values()) if isinstance(pool, dict) else sum(len(pool.set_for_type(t)) for t in (int, float, bytes, str))
+
+    full = size(providers._get_local_constants())
+    assert full > 0  # this process has loaded the bench's own modules
+    inside, elsewhere = threading.Event(), threading.Event()
+    seen: dict = {}
+
+    def search_in_a_thread() -> None:
+        with without_local_constants():
+            with without_local_constants():  # nested: the outer block stays off when it ends
+                pass
+            seen["thread"] = size(providers._get_local_constants())
+            inside.set()
+            elsewhere.wait(30)
+
+    worker = threading.Thread(target=search_in_a_thread)
+    worker.start()
+    assert inside.wait(30)
+    seen["main"] = size(providers._get_local_constants())  # while the worker searches
+    elsewhere.set()
+    worker.join(30)
+    assert seen == {"thread": 0, "main": full}
+    assert size(providers._get_local_constants()) == full
     with pytest.raises(NoSuchExample):
-        seeded_find(STRATEGY, lambda _: False, examples=2, seed=0)
-    assert getattr(providers, "_get_local_constants", None) is original
+        seeded_find(st.integers(), lambda _: False, examples=2, seed=0)
+    assert size(providers._get_local_constants()) == full

@@ -2,9 +2,10 @@
 
 Pairs (f, g) are made equal by construction: hidden units permuted, positively rescaled
 between layers (ReLU/pooling only: g(cz) = c g(z)), or one unit split in two. Before the drawn
-pairs, three named ones: the two-input network of Sundararajan, Taly & Yan (2017, Sec. 2.2) and
-the paper's own rewrite of it (the bias moved inside the first ReLU), and a split with fractions
--1 and 2 of one unit of a small MLP and of one channel of a small CNN.
+pairs, three named ones: the two-input network of Sundararajan, Taly & Yan (2017;
+arXiv:1703.01365, p. 10) with the paper's own rewrite of it (the bias moved inside the first
+ReLU), and a split with fractions -1 and 2 of one unit of a small MLP and of one channel of a
+small CNN.
 """
 
 from __future__ import annotations
