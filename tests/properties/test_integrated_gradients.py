@@ -55,6 +55,37 @@ def test_error_controlled_mode_meets_its_tolerance(case, tol):
     assert int(r.gradient_evaluations[0]) <= 4096
 
 
+class _Power(torch.nn.Module):
+    """F(x) = (w . x)^6: along the path phi'(s) is a polynomial of degree 5."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.flatten(1) @ self.w) ** 6).unsqueeze(1)
+
+
+def test_a_wide_panel_is_raised_to_gauss_lobatto_before_it_is_split():
+    """Simpson (degree 3) misses a degree-5 integrand; the 5-point Lobatto panel on the same three
+    nodes plus two (degree 7) integrates it, so the answer is exact after 5 passes, where bisecting
+    Simpson panels alone would still be refining."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, dtype=torch.float64, generator=g)
+    x, b = torch.randn(1, 6, dtype=torch.float64, generator=g), torch.randn(1, 6, dtype=torch.float64, generator=g)
+    net = _Power(w)
+    r = _ig(tolerance=1e-8, strict=True).integrate(net, x, target=0, baseline=b)
+    d = x - b
+    closed = d * w / (d @ w) * (float(x @ w) ** 6 - float(b @ w) ** 6)  # the gradient is parallel to w
+    assert r.gradient_evaluations.item() == 5 and bool(r.converged.all())
+    assert torch.allclose(r.attribution, closed, rtol=1e-12, atol=1e-12 * float(closed.abs().max()))
+    # Simpson on the same first three nodes leaves a residual far above the tolerance
+    c0, c1 = float(b @ w), float(d @ w)
+    slope = [6 * c1 * (c0 + c1 * s) ** 5 for s in (0.0, 0.5, 1.0)]
+    simpson = (slope[0] + 4 * slope[1] + slope[2]) / 6 - ((c0 + c1) ** 6 - c0**6)
+    assert abs(simpson) > 1e-3 * abs((c0 + c1) ** 6 - c0**6)
+
+
 def test_error_controlled_mode_reports_non_convergence():
     net, x, b, t = __import__("workbench.nets.paper", fromlist=["paper_case"]).paper_case("ig-saturating")
     x = torch.full_like(x, 2.2)  # the kink at s = 1/2.2 is no bisection point

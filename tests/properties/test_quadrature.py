@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workbench.core.errors import InputError
-from workbench.paths.quadrature import MIN_STEPS, RULES, Quadrature, quadrature
+from workbench.paths.quadrature import LOBATTO_PANEL, MIN_STEPS, RULES, SIMPSON_PANEL, Quadrature, quadrature
 from workbench.proofs import false_trapezoid_weights, quadrature_exactness
 from workbench.proofs.base import twin_of
 
@@ -103,6 +103,18 @@ def test_not_exact_beyond_degree(case: tuple[str, int]) -> None:
     got = 1 / (k + 1) - (q.weights * q.nodes**k).sum().item()
     assert monomial_error(q, k) > TOL
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("q, missed", [(SIMPSON_PANEL, -1 / 120), (LOBATTO_PANEL, -(5 * 64 * 512 * 6**4) * math.factorial(8) / (9 * math.factorial(8) ** 3 * 2**9))])
+def test_the_error_controlled_panel_rules(q: Quadrature, missed: float) -> None:
+    """Simpson (degree 3) and 5-point Gauss-Lobatto (degree 7): exact up to the stated degree, off by
+    the textbook error term at degree + 1 (Lobatto: -n (n-1)^3 2^(2n-1) ((n-2)!)^4 / ((2n-1) ((2n-2)!)^3)
+    f^(2n-2), n = 5, mapped to [0, 1] by 2^-(2n-1)); both hold the ends and the midpoint, so a panel
+    is raised from one to the other with two new nodes."""
+    assert weight_sum_error(q) < 1e-15 and exactness_error(q) < TOL and (q.weights > 0).all()
+    k = q.degree + 1
+    assert 1 / (k + 1) - (q.weights * q.nodes**k).sum().item() == pytest.approx(missed, rel=1e-9)
+    assert set(SIMPSON_PANEL.nodes.tolist()) <= set(LOBATTO_PANEL.nodes.tolist())
 
 
 @given(

@@ -7,12 +7,16 @@ Three ways to evaluate the integral, chosen by ``rule`` and ``tolerance``:
 
 * fixed quadrature (``tolerance=None``): one rule with ``steps`` nodes on [0, 1];
 * error-controlled (``tolerance=t``, default ``"auto"``: 1e-6, or the dtype's floor when that is
-  larger): composite Simpson panels [a, m, b] on nodes 0 = s_0 < ... < s_K = 1. Every node is one
-  gradient pass that also gives phi(s) = F(x' + s (x - x')) and phi'(s) = (x - x') . grad F, so
-  each panel's completeness residual r_p = (b - a) (phi'_a + 4 phi'_m + phi'_b) / 6 - (phi_b - phi_a)
-  is measured, not estimated (fundamental theorem of calculus), and bisecting a panel reuses its
-  three nodes (two new ones at the quarter points). Starting from ``panels`` equal panels, the
-  panels with the largest |r_p| are bisected until the *total* residual
+  larger): composite panels on nodes 0 = s_0 < ... < s_K = 1, each a Simpson panel (a, m, b) or a
+  5-point Gauss-Lobatto panel (a, m -+ c (b - a), m, b), c = sqrt(3/7) / 2, degree 7 (Gander &
+  Gautschi, "Adaptive quadrature - revisited", BIT 40, 2000). Every node is one gradient pass
+  that also gives phi(s) = F(x' + s (x - x')) and phi'(s) = (x - x') . grad F, so each panel's
+  completeness residual r_p = (b - a) sum_j w_j phi'(s_j) - (phi_b - phi_a) is measured, not
+  estimated (fundamental theorem of calculus). Starting from ``panels`` equal Simpson panels, the
+  panels with the largest |r_p| are refined, two new nodes each: a Simpson panel at least
+  ``LOBATTO_MIN_WIDTH`` wide is raised to Lobatto (on a large network a wide panel holds many kinks
+  and the integrand is smooth on average), any other panel is split into two Simpson panels at its
+  midpoint (a kink is resolved by narrowing, not by degree), until the *total* residual
   |sum_p r_p| = |sum IG - (F(x) - F(x'))| is below t * scale + round-off,
   scale = max(|F(x)|, |F(x')|, |F(x) - F(x')|). No forward-only passes are needed. The
   completeness residual is not the error of the map (errors of opposite sign cancel in it); it
@@ -36,6 +40,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -46,7 +51,7 @@ from workbench.core.errors import ConvergenceError, ConvergenceWarning, InputErr
 from workbench.paths.exact import ELEMENTWISE_KINKS, MAX_POOLS
 from workbench.core.memory import cached_row_bytes, check_budget, remember_row_bytes, rows_per_chunk, saved_bytes
 from workbench.core.modelguard import preserved
-from workbench.paths.quadrature import RULES, quadrature
+from workbench.paths.quadrature import LOBATTO_PANEL, RULES, SIMPSON_PANEL, quadrature
 from workbench.core.tolerance import rtol_for
 from workbench.core.validation import captum_names, check_input, check_model, resolve_baseline
 from workbench.methods.base import Method, _normalize_target
@@ -61,6 +66,13 @@ TIES = ("first", "split")
 AUTO_TOLERANCE = 1e-6
 #: per round, the fraction of candidate panels bisected (the largest |residual| first)
 REFINE_FRACTION = 0.25
+#: the narrowest panel the error-controlled mode raises from Simpson to Gauss-Lobatto before splitting
+#: it: on a large ReLU network a wide panel holds many kinks and its integrand is smooth on average,
+#: where degree 7 pays; a narrower one is split to resolve its few kinks, where no degree pays. The
+#: Lobatto detour costs at most two passes per panel of width 1, 1/2 or 1/4 (14 in all). Measured on
+#: benchmarks/bench_ig_passes.py's cases; at 1/16 `workbench check --all` (tiny networks, tolerance
+#: 1e-6) took 22% longer, with no fewer passes on the benchmark.
+LOBATTO_MIN_WIDTH = 1 / 4
 #: share of the memory budget for activations; the rest holds the error-controlled mode's nodes
 ACTIVATION_SHARE = 1 / 3
 
@@ -137,7 +149,7 @@ class IntegratedGradients(Method):
         if rule not in ("gauss-legendre", "exact") and tolerance is not None:
             raise InputError(
                 f"rule={rule!r} is a fixed-step rule: pass tolerance=None with it; the error-controlled "
-                "mode (tolerance set) always uses composite trapezoid panels"
+                "mode (tolerance set) always uses its own Simpson and Gauss-Lobatto panels"
             )
         super().__init__(
             rule=rule, steps=steps, tolerance=tolerance, max_steps=max_steps, panels=panels, chunk_size=chunk_size,
@@ -295,35 +307,33 @@ class IntegratedGradients(Method):
         return PathIntegral(attribution, residual, fxt, fbt, passes, torch.zeros(n, dtype=torch.long), rtol, converged)
 
     def _adaptive_group(self, path, members, rtol, cap, mean_grad, fx, fb, passes, converged, stops) -> None:
-        """Composite Simpson on each member's path, bisecting the panels with the largest residuals."""
+        """The panel ladder on each member's path: a wide Simpson panel with a large residual becomes
+        a 5-point Gauss-Lobatto panel; a Lobatto panel, or a narrow Simpson one, with a large residual
+        splits into two Simpson panels (two new nodes either way; every node is kept)."""
         dtype = path.x.dtype
         floor_abs = rtol_for(dtype)
         min_width = float(torch.finfo(dtype).eps) ** 0.75
         k0 = 2 * self.panels + 1
-        grid = torch.linspace(0, 1, k0, dtype=torch.float64)
+        grid = np.linspace(0.0, 1.0, k0)
         idx = torch.tensor(members).repeat_interleave(k0)
-        phi, dphi, grads = path.evaluate(idx, grid.repeat(len(members)))
-        state = {}
-        for j, i in enumerate(members):
-            sl = slice(j * k0, (j + 1) * k0)
-            state[i] = [grid.clone(), phi[sl], dphi[sl], grads[sl]]
+        phi, dphi, grads = path.evaluate(idx, torch.from_numpy(grid).repeat(len(members)))
+        phi, dphi = phi.numpy(), dphi.numpy()
+        ladders = {i: _Ladder(grid, phi[j * k0:(j + 1) * k0], dphi[j * k0:(j + 1) * k0], grads[j * k0:(j + 1) * k0])
+                   for j, i in enumerate(members)}
         active = list(members)
         while active:
-            ask_idx, ask_s = [], []
-            still = []
+            ask_idx, ask_s, still = [], [], []
             for i in active:
-                s, f, d, _ = state[i]
-                h = s[2::2] - s[:-2:2]
-                r = h * (d[:-2:2] + 4 * d[1::2] + d[2::2]) / 6 - (f[2::2] - f[:-2:2])
-                scale = max(abs(float(f[0])), abs(float(f[-1])), abs(float(f[-1] - f[0])))
-                allowed = rtol * scale + floor_abs
+                lad = ladders[i]
+                r = lad.residuals()
+                allowed = rtol * lad.scale() + floor_abs
                 if abs(float(r.sum())) <= allowed:
                     converged[i] = True
                     continue
-                room = (cap - s.numel()) // 2
-                # bisect among panels that could keep the total above the target on their own share
-                refinable = (h > min_width) & (r.abs() > allowed / h.numel())
-                if room <= 0 or not bool(refinable.any()):
+                room = (cap - lad.rows()) // 2
+                # refine among panels that could keep the total above the target on their own share
+                refinable = (lad.width() > min_width) & (np.abs(r) > allowed / r.size)
+                if room <= 0 or not refinable.any():
                     stops[i] = (
                         (f"max_steps={self.max_steps}" if cap >= self.max_steps else f"the memory budget ({cap} stored path points)")
                         if room <= 0 else "panels at the dtype's resolution"
@@ -331,43 +341,34 @@ class IntegratedGradients(Method):
                     continue
                 k = min(room, max(1, math.ceil(REFINE_FRACTION * int(refinable.sum()))))
                 # the order by |r_p| coarsened to 1/8 octave, ties by position: round-off (a permuted
-                # twin of the network) does not change which panels are bisected
-                level = torch.floor(8 * torch.log2(r.abs().clamp_min(1e-300)))
-                key = torch.where(refinable, level, torch.full_like(r, -math.inf))
-                pick = torch.sort(key, descending=True, stable=True).indices[:k]
-                lo, mid, hi = s[2 * pick], s[2 * pick + 1], s[2 * pick + 2]
-                ask_idx.append(torch.full((2 * k,), i, dtype=torch.long))
-                ask_s.append(torch.cat([(lo + mid) / 2, (mid + hi) / 2]))
+                # twin of the network) does not change which panels are refined
+                level = np.floor(8 * np.log2(np.maximum(np.abs(r), 1e-300)))
+                key = np.where(refinable, level, -np.inf)
+                pick = np.argsort(-key, kind="stable")[:k]
+                snew = lad.refine(pick)
+                ask_idx.append(torch.full((snew.size,), i, dtype=torch.long))
+                ask_s.append(snew)
                 still.append(i)
             active = still
             if not active:
                 break
-            idx, snew = torch.cat(ask_idx), torch.cat(ask_s)
-            phi, dphi, grads = path.evaluate(idx, snew)
+            phi, dphi, grads = path.evaluate(torch.cat(ask_idx), torch.from_numpy(np.concatenate(ask_s)))
+            phi, dphi = phi.numpy(), dphi.numpy()
             start = 0
             for i, s_i in zip(active, ask_s):
-                m = s_i.numel()
-                s, f, d, g = state[i]
-                s = torch.cat([s, s_i])
-                order = torch.sort(s, stable=True).indices
-                state[i] = [s[order], torch.cat([f, phi[start:start + m]])[order],
-                            torch.cat([d, dphi[start:start + m]])[order], torch.cat([g, grads[start:start + m]])[order]]
+                m = s_i.size
+                ladders[i].add(s_i, phi[start:start + m], dphi[start:start + m], grads[start:start + m])
                 start += m
         for i in members:
-            s, f, d, g = state[i]
-            h = s[2::2] - s[:-2:2]
-            w = torch.zeros_like(s)
-            w[:-2:2] += h / 6
-            w[1::2] += 4 * h / 6
-            w[2::2] += h / 6
+            lad = ladders.pop(i)  # the node gradients of this sample are freed after this
+            g, w = lad.gradients(), torch.from_numpy(lad.node_weights())
             wv = w.to(device=g.device).view(-1, *([1] * (g.dim() - 1)))
             acc = torch.zeros(g.shape[1:], dtype=torch.float64, device=g.device)
             for lo in range(0, g.shape[0], 64):  # in float64, a few nodes at a time (bounded memory)
                 acc += (g[lo:lo + 64].double() * wv[lo:lo + 64]).sum(0)
             mean_grad[i] = acc.to(g.dtype)
-            fb[i], fx[i] = f[0], f[-1]
-            passes[i] = s.numel()
-            state[i] = None  # free the node gradients of this sample
+            fb[i], fx[i] = float(lad.phi[0]), float(lad.phi[lad.rows_at_one])
+            passes[i] = lad.rows()
 
     def _exact(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> PathIntegral:
         from workbench.paths.exact import exact_path_integral
@@ -382,6 +383,106 @@ class IntegratedGradients(Method):
         fx, fb = f[:n], f[n:]
         residual = attribution.reshape(n, -1).sum(1) - (fx - fb)
         return PathIntegral(attribution, residual, fx, fb, r.regions, torch.full((n,), 2))
+
+
+class _Ladder:
+    """One sample's panels on [0, 1] and the path nodes evaluated so far (rows in evaluation order).
+
+    A panel [a, b] is Simpson (nodes a, m, b) or 5-point Gauss-Lobatto (a, m -+ c (b - a), m, b),
+    ``workbench.paths.quadrature.SIMPSON_PANEL`` / ``LOBATTO_PANEL``. Its completeness residual
+    r_p = (b - a) sum_j w_j phi'(s_j) - (phi(b) - phi(a)) is measured: every node gives phi and
+    phi' (fundamental theorem of calculus). ``refine`` raises a Simpson panel at least
+    LOBATTO_MIN_WIDTH wide to Lobatto (p) and splits any other panel into two Simpson panels (h),
+    two new nodes either way. The bookkeeping is numpy (float64): it runs once per round, where
+    torch's per-call overhead would rival a tiny network's gradient pass.
+    """
+
+    #: per node slot (a, left, m, right, b): the weights of each rule on a unit panel
+    SIMPSON = np.array([SIMPSON_PANEL.weights[0].item(), 0.0, SIMPSON_PANEL.weights[1].item(), 0.0, SIMPSON_PANEL.weights[2].item()])
+    LOBATTO = LOBATTO_PANEL.weights.numpy()
+    #: m - left = right - m on a unit panel
+    OFFSET = float(LOBATTO_PANEL.nodes[2] - LOBATTO_PANEL.nodes[1])
+
+    def __init__(self, s: np.ndarray, phi: np.ndarray, dphi: np.ndarray, grads: Tensor) -> None:
+        k = (s.size - 1) // 2
+        self.s, self.phi, self.dphi, self.grads = s.copy(), phi.copy(), dphi.copy(), [grads]
+        self.rows_at_one = s.size - 1
+        # per panel: node rows (a, left, m, right, b; -1 where a Simpson panel has none) and kind
+        first = np.arange(k) * 2
+        none = np.full(k, -1)
+        self.nodes = np.stack([first, none, first + 1, none, first + 2], 1)
+        self.lobatto = np.zeros(k, dtype=bool)
+        self._pending: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def rows(self) -> int:
+        return int(self.s.size)
+
+    def scale(self) -> float:
+        """max(|F(x)|, |F(x')|, |F(x) - F(x')|)."""
+        f0, f1 = float(self.phi[0]), float(self.phi[self.rows_at_one])
+        return max(abs(f0), abs(f1), abs(f1 - f0))
+
+    def width(self) -> np.ndarray:
+        return self.s[self.nodes[:, 4]] - self.s[self.nodes[:, 0]]
+
+    def _weights(self) -> np.ndarray:
+        """Per panel and node slot: (b - a) w_j of the panel's rule (0 in an empty slot)."""
+        return np.where(self.lobatto[:, None], self.LOBATTO, self.SIMPSON) * self.width()[:, None]
+
+    def residuals(self) -> np.ndarray:
+        d = self.dphi[np.maximum(self.nodes, 0)]
+        return (self._weights() * d).sum(1) - (self.phi[self.nodes[:, 4]] - self.phi[self.nodes[:, 0]])
+
+    def refine(self, pick: np.ndarray) -> np.ndarray:
+        """Queue the two new nodes of each picked panel; returns their positions (stored by ``add``)."""
+        a, m, b = (self.s[self.nodes[pick, j]] for j in (0, 2, 4))
+        up = ~self.lobatto[pick] & (b - a >= LOBATTO_MIN_WIDTH)
+        left = np.where(up, m - self.OFFSET * (b - a), (a + m) / 2)
+        right = np.where(up, m + self.OFFSET * (b - a), (m + b) / 2)
+        self._pending = pick, up
+        return np.concatenate([left, right])
+
+    def add(self, s: np.ndarray, phi: np.ndarray, dphi: np.ndarray, grads: Tensor) -> None:
+        """Store the nodes queued by ``refine`` and rebuild the panels in position order: a raised
+        panel gets its two Lobatto nodes, a split one becomes (a, q1, m) and (m, q3, b)."""
+        assert self._pending is not None
+        (pick, picked_up), n0 = self._pending, self.rows()
+        k = pick.size
+        self.s, self.phi, self.dphi = np.concatenate([self.s, s]), np.concatenate([self.phi, phi]), np.concatenate([self.dphi, dphi])
+        self.grads.append(grads)
+        new_left = np.full(self.lobatto.size, -1)
+        new_right = np.full(self.lobatto.size, -1)
+        new_left[pick], new_right[pick] = np.arange(n0, n0 + k), np.arange(n0 + k, n0 + 2 * k)
+        up = np.zeros_like(self.lobatto)
+        up[pick] = picked_up
+        split = np.zeros_like(self.lobatto)
+        split[pick] = ~picked_up
+        nodes = self.nodes.copy()
+        nodes[up, 1], nodes[up, 3] = new_left[up], new_right[up]
+        order = np.repeat(np.arange(self.lobatto.size), 1 + split)
+        second = np.zeros(order.size, dtype=bool)
+        second[1:] = order[1:] == order[:-1]
+        out, kinds, old = nodes[order], (self.lobatto | up)[order], self.nodes[order]
+        first_half, second_half = split[order] & ~second, split[order] & second
+        none = np.full(order.size, -1)
+        halves = (
+            (first_half, np.stack([old[:, 0], none, new_left[order], none, old[:, 2]], 1)),
+            (second_half, np.stack([old[:, 2], none, new_right[order], none, old[:, 4]], 1)),
+        )
+        for rows, panel in halves:
+            out[rows] = panel[rows]
+            kinds[rows] = False
+        self.nodes, self.lobatto, self._pending = out, kinds, None
+
+    def node_weights(self) -> np.ndarray:
+        """The weight of each row in the composite rule (rows in no panel: 0)."""
+        w = np.zeros(self.rows())
+        valid = self.nodes >= 0
+        np.add.at(w, self.nodes[valid], self._weights()[valid])
+        return w
+
+    def gradients(self) -> Tensor:
+        return torch.cat(self.grads) if len(self.grads) > 1 else self.grads[0]
 
 
 class _Path:
