@@ -100,7 +100,7 @@ class IGConvergence(X.ImageExperiment):
             notes.append(f"exact IG: {int(np.median(regions))} linear pieces per path (median; max {max(regions)})")
         tables.append(S.table(["tolerance", "gradient passes (median)", "forward passes (median)", "worst residual"],
                               [[t, p["median_gradients"], p["median_forwards"], p["max_residual"]] for t, p in passes.items()],
-                              title="error-controlled mode (gauss-legendre segments, bisected until the measured residual is under tol)"))
+                              title="error-controlled mode (Simpson panels raised to Gauss-Lobatto or split until the measured residual is under tol)"))
         in_range = [n for n in steps if 20 <= int(n) <= 300]
         if in_range:
             best = {r: min(in_range, key=lambda n: med[r][n]) for r in rules}

@@ -5,6 +5,8 @@ proofs ig-completeness-smooth and ig-linear."""
 import copy
 import warnings
 
+import numpy as np
+
 import pytest
 import torch
 from hypothesis import given
@@ -15,7 +17,7 @@ from workbench.testing import strategies as wst
 from workbench.check.search import check_axiom
 from workbench.methods.integrated_gradients import IntegratedGradients
 from workbench.nets import spec as S
-from workbench.paths.quadrature import RULES
+from workbench.paths.quadrature import LOBATTO_PANEL, RULES
 from workbench.testing.strategies import Family
 from workbench.proofs import ig_completeness_smooth, ig_linear
 from workbench.proofs.base import twin_of
@@ -86,6 +88,53 @@ def test_a_wide_panel_is_raised_to_gauss_lobatto_before_it_is_split():
     assert abs(simpson) > 1e-3 * abs((c0 + c1) ** 6 - c0**6)
 
 
+@given(st.integers(1, 4), st.lists(st.lists(st.integers(0, 10**6), min_size=1, max_size=6), max_size=8))
+def test_the_panel_ladder_keeps_a_composite_rule(panels, rounds):
+    """After any sequence of refinements the panels tile [0, 1] in order, each node sits where its
+    rule puts it, the composite weights integrate cubics exactly (the rules' common degree) and
+    the panel residuals add up to the composite rule's error on any phi."""
+    from workbench.methods.integrated_gradients import LOBATTO_MIN_WIDTH, _Ladder
+
+    def phi(s):  # a kinked phi: the residuals are not all zero
+        return np.abs(s - 0.3) + s**3, np.sign(s - 0.3) + 3 * s**2
+
+    s = np.linspace(0.0, 1.0, 2 * panels + 1)
+    lad = _Ladder(s, *phi(s), torch.zeros(s.size, 1))
+    for draws in rounds:
+        pick = np.unique(np.array(draws) % lad.lobatto.size)
+        width, was_lobatto = lad.width()[pick], lad.lobatto[pick].copy()
+        plan = lad.refine(pick)
+        before = lad.lobatto.size
+        lad.add(plan, *phi(plan[2]), torch.zeros(plan[2].size, 1))
+        raised = ~was_lobatto & (width >= LOBATTO_MIN_WIDTH)
+        assert lad.lobatto.size == before + int((~raised).sum())  # each split adds one panel
+    a, left, m, right, b = (lad.s[lad.nodes[:, j]] for j in range(5))
+    assert a[0] == 0 and b[-1] == 1 and (lad.nodes[1:, 0] == lad.nodes[:-1, 4]).all() and (b > a).all()
+    assert np.array_equal(m, (a + b) / 2)
+    c = LOBATTO_PANEL.nodes[2].item() - LOBATTO_PANEL.nodes[1].item()
+    lob = lad.lobatto
+    assert np.allclose(left[lob], m[lob] - c * (b - a)[lob], atol=1e-15) and np.allclose(right[lob], m[lob] + c * (b - a)[lob], atol=1e-15)
+    assert (lad.nodes[~lob][:, [1, 3]] == -1).all()
+    w = lad.node_weights()
+    for k in range(4):
+        assert abs((w * lad.s**k).sum() - 1 / (k + 1)) < 1e-13
+    f, d = phi(lad.s)
+    assert lad.residuals().sum() == pytest.approx((w * d).sum() - (f[lad.rows_at_one] - f[0]), abs=1e-13)
+
+
+def test_a_non_finite_gradient_on_the_path_is_named():
+    """F = sum sqrt(|x|) from a zero baseline: the slope at s = 0 is infinite. The mode stops and
+    says why, instead of reading NaN residuals as panels at the dtype's resolution."""
+    class _Sqrt(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.abs().sqrt().sum(1, keepdim=True)
+
+    net = _Sqrt()
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    with pytest.warns(workbench.ConvergenceWarning, match="non-finite output or gradient on the path"):
+        _ig(tolerance=1e-6, panels=2).integrate(net, x, target=0, baseline=torch.zeros_like(x))
+
+
 def test_error_controlled_mode_reports_non_convergence():
     net, x, b, t = __import__("workbench.nets.paper", fromlist=["paper_case"]).paper_case("ig-saturating")
     x = torch.full_like(x, 2.2)  # the kink at s = 1/2.2 is no bisection point
@@ -98,7 +147,7 @@ def test_error_controlled_mode_reports_non_convergence():
     # ... or, under strict, an exception
     with pytest.raises(workbench.ConvergenceError, match="max_steps"):
         _ig(tolerance=1e-8, max_steps=8, strict=True).integrate(net, x, target=t, baseline=b)
-    r = _ig(tolerance=1e-8, strict=True).integrate(net, x, target=t, baseline=b)  # bisection isolates the kink
+    r = _ig(tolerance=1e-8, strict=True).integrate(net, x, target=t, baseline=b)  # splitting panels isolates the kink
     assert r.tolerance == 1e-8 and bool(r.converged.all())
     assert abs(r.residual.item()) <= 1e-8 and r.gradient_evaluations.item() < 200
 

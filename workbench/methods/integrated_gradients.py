@@ -8,8 +8,8 @@ Three ways to evaluate the integral, chosen by ``rule`` and ``tolerance``:
 * fixed quadrature (``tolerance=None``): one rule with ``steps`` nodes on [0, 1];
 * error-controlled (``tolerance=t``, default ``"auto"``: 1e-6, or the dtype's floor when that is
   larger): composite panels on nodes 0 = s_0 < ... < s_K = 1, each a Simpson panel (a, m, b) or a
-  5-point Gauss-Lobatto panel (a, m -+ c (b - a), m, b), c = sqrt(3/7) / 2, degree 7 (Gander &
-  Gautschi, "Adaptive quadrature - revisited", BIT 40, 2000). Every node is one gradient pass
+  5-point Gauss-Lobatto panel (a, m -+ c (b - a), m, b), c = sqrt(3/7) / 2, degree 7 (Abramowitz &
+  Stegun 25.4.32). Every node is one gradient pass
   that also gives phi(s) = F(x' + s (x - x')) and phi'(s) = (x - x') . grad F, so each panel's
   completeness residual r_p = (b - a) sum_j w_j phi'(s_j) - (phi_b - phi_a) is measured, not
   estimated (fundamental theorem of calculus). Starting from ``panels`` equal Simpson panels, the
@@ -64,12 +64,12 @@ BaselineSpec = Union[str, float, Callable[..., Tensor]]
 TIES = ("first", "split")
 #: tolerance of the error-controlled mode when none is named (raised to the dtype's floor)
 AUTO_TOLERANCE = 1e-6
-#: per round, the fraction of candidate panels bisected (the largest |residual| first)
+#: per round, the fraction of candidate panels refined (the largest |residual| first)
 REFINE_FRACTION = 0.25
 #: the narrowest panel the error-controlled mode raises from Simpson to Gauss-Lobatto before splitting
 #: it: on a large ReLU network a wide panel holds many kinks and its integrand is smooth on average,
 #: where degree 7 pays; a narrower one is split to resolve its few kinks, where no degree pays. The
-#: Lobatto detour costs at most two passes per panel of width 1, 1/2 or 1/4 (14 in all). Measured on
+#: Lobatto detour costs at most two passes per panel of width 1, 1/2 or 1/4 (14 in all with panels=1). Measured on
 #: benchmarks/bench_ig_passes.py's cases; at 1/16 `workbench check --all` (tiny networks, tolerance
 #: 1e-6) took 22% longer, with no fewer passes on the benchmark.
 LOBATTO_MIN_WIDTH = 1 / 4
@@ -322,13 +322,17 @@ class IntegratedGradients(Method):
                    for j, i in enumerate(members)}
         active = list(members)
         while active:
-            ask_idx, ask_s, still = [], [], []
+            ask_idx, ask_s, still, plans = [], [], [], {}
             for i in active:
                 lad = ladders[i]
                 r = lad.residuals()
                 allowed = rtol * lad.scale() + floor_abs
                 if abs(float(r.sum())) <= allowed:
                     converged[i] = True
+                    continue
+                if not np.isfinite(r).all():
+                    at = lad.s[lad.nodes[~np.isfinite(r), 0]].min()
+                    stops[i] = f"a non-finite output or gradient on the path (in the panel from s={at:.6g})"
                     continue
                 room = (cap - lad.rows()) // 2
                 # refine among panels that could keep the total above the target on their own share
@@ -345,9 +349,9 @@ class IntegratedGradients(Method):
                 level = np.floor(8 * np.log2(np.maximum(np.abs(r), 1e-300)))
                 key = np.where(refinable, level, -np.inf)
                 pick = np.argsort(-key, kind="stable")[:k]
-                snew = lad.refine(pick)
-                ask_idx.append(torch.full((snew.size,), i, dtype=torch.long))
-                ask_s.append(snew)
+                plans[i] = lad.refine(pick)
+                ask_idx.append(torch.full((plans[i][2].size,), i, dtype=torch.long))
+                ask_s.append(plans[i][2])
                 still.append(i)
             active = still
             if not active:
@@ -357,17 +361,17 @@ class IntegratedGradients(Method):
             start = 0
             for i, s_i in zip(active, ask_s):
                 m = s_i.size
-                ladders[i].add(s_i, phi[start:start + m], dphi[start:start + m], grads[start:start + m])
+                ladders[i].add(plans[i], phi[start:start + m], dphi[start:start + m], grads[start:start + m])
                 start += m
         for i in members:
-            lad = ladders.pop(i)  # the node gradients of this sample are freed after this
+            lad = ladders.pop(i)  # its node gradients are views of the group's batches, freed with the group
             g, w = lad.gradients(), torch.from_numpy(lad.node_weights())
             wv = w.to(device=g.device).view(-1, *([1] * (g.dim() - 1)))
             acc = torch.zeros(g.shape[1:], dtype=torch.float64, device=g.device)
             for lo in range(0, g.shape[0], 64):  # in float64, a few nodes at a time (bounded memory)
                 acc += (g[lo:lo + 64].double() * wv[lo:lo + 64]).sum(0)
             mean_grad[i] = acc.to(g.dtype)
-            fb[i], fx[i] = float(lad.phi[0]), float(lad.phi[lad.rows_at_one])
+            fb[i], fx[i] = lad.ends()
             passes[i] = lad.rows()
 
     def _exact(self, model: nn.Module, x: Tensor, target: Tensor, baseline: Tensor) -> PathIntegral:
@@ -398,7 +402,7 @@ class _Ladder:
     """
 
     #: per node slot (a, left, m, right, b): the weights of each rule on a unit panel
-    SIMPSON = np.array([SIMPSON_PANEL.weights[0].item(), 0.0, SIMPSON_PANEL.weights[1].item(), 0.0, SIMPSON_PANEL.weights[2].item()])
+    SIMPSON = np.insert(SIMPSON_PANEL.weights.numpy(), [1, 2], 0.0)
     LOBATTO = LOBATTO_PANEL.weights.numpy()
     #: m - left = right - m on a unit panel
     OFFSET = float(LOBATTO_PANEL.nodes[2] - LOBATTO_PANEL.nodes[1])
@@ -412,14 +416,17 @@ class _Ladder:
         none = np.full(k, -1)
         self.nodes = np.stack([first, none, first + 1, none, first + 2], 1)
         self.lobatto = np.zeros(k, dtype=bool)
-        self._pending: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     def rows(self) -> int:
         return int(self.s.size)
 
+    def ends(self) -> tuple[float, float]:
+        """(F(x'), F(x)): phi at s = 0 and s = 1."""
+        return float(self.phi[0]), float(self.phi[self.rows_at_one])
+
     def scale(self) -> float:
         """max(|F(x)|, |F(x')|, |F(x) - F(x')|)."""
-        f0, f1 = float(self.phi[0]), float(self.phi[self.rows_at_one])
+        f0, f1 = self.ends()
         return max(abs(f0), abs(f1), abs(f1 - f0))
 
     def width(self) -> np.ndarray:
@@ -430,55 +437,40 @@ class _Ladder:
         return np.where(self.lobatto[:, None], self.LOBATTO, self.SIMPSON) * self.width()[:, None]
 
     def residuals(self) -> np.ndarray:
-        d = self.dphi[np.maximum(self.nodes, 0)]
+        filled = self.nodes >= 0  # an empty slot adds nothing (not 0 * phi'(0), which is NaN at an infinite slope)
+        d = np.where(filled, self.dphi[np.where(filled, self.nodes, 0)], 0.0)
         return (self._weights() * d).sum(1) - (self.phi[self.nodes[:, 4]] - self.phi[self.nodes[:, 0]])
 
-    def refine(self, pick: np.ndarray) -> np.ndarray:
-        """Queue the two new nodes of each picked panel; returns their positions (stored by ``add``)."""
+    def refine(self, pick: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The plan for the picked panels: (pick, raised or not, the positions of the two new nodes
+        of each picked panel: all left ones, then all right ones); ``add`` stores them."""
         a, m, b = (self.s[self.nodes[pick, j]] for j in (0, 2, 4))
         up = ~self.lobatto[pick] & (b - a >= LOBATTO_MIN_WIDTH)
         left = np.where(up, m - self.OFFSET * (b - a), (a + m) / 2)
         right = np.where(up, m + self.OFFSET * (b - a), (m + b) / 2)
-        self._pending = pick, up
-        return np.concatenate([left, right])
+        return pick, up, np.concatenate([left, right])
 
-    def add(self, s: np.ndarray, phi: np.ndarray, dphi: np.ndarray, grads: Tensor) -> None:
-        """Store the nodes queued by ``refine`` and rebuild the panels in position order: a raised
-        panel gets its two Lobatto nodes, a split one becomes (a, q1, m) and (m, q3, b)."""
-        assert self._pending is not None
-        (pick, picked_up), n0 = self._pending, self.rows()
-        k = pick.size
+    def add(self, plan: tuple[np.ndarray, np.ndarray, np.ndarray], phi: np.ndarray, dphi: np.ndarray, grads: Tensor) -> None:
+        """Store the evaluated nodes of a ``refine`` plan; a raised panel gets its two Lobatto nodes,
+        a split one becomes (a, q1, m) and (m, q3, b), in position order."""
+        pick, up, s = plan
+        n0, k = self.rows(), pick.size
         self.s, self.phi, self.dphi = np.concatenate([self.s, s]), np.concatenate([self.phi, phi]), np.concatenate([self.dphi, dphi])
         self.grads.append(grads)
-        new_left = np.full(self.lobatto.size, -1)
-        new_right = np.full(self.lobatto.size, -1)
-        new_left[pick], new_right[pick] = np.arange(n0, n0 + k), np.arange(n0 + k, n0 + 2 * k)
-        up = np.zeros_like(self.lobatto)
-        up[pick] = picked_up
-        split = np.zeros_like(self.lobatto)
-        split[pick] = ~picked_up
-        nodes = self.nodes.copy()
-        nodes[up, 1], nodes[up, 3] = new_left[up], new_right[up]
-        order = np.repeat(np.arange(self.lobatto.size), 1 + split)
-        second = np.zeros(order.size, dtype=bool)
-        second[1:] = order[1:] == order[:-1]
-        out, kinds, old = nodes[order], (self.lobatto | up)[order], self.nodes[order]
-        first_half, second_half = split[order] & ~second, split[order] & second
-        none = np.full(order.size, -1)
-        halves = (
-            (first_half, np.stack([old[:, 0], none, new_left[order], none, old[:, 2]], 1)),
-            (second_half, np.stack([old[:, 2], none, new_right[order], none, old[:, 4]], 1)),
-        )
-        for rows, panel in halves:
-            out[rows] = panel[rows]
-            kinds[rows] = False
-        self.nodes, self.lobatto, self._pending = out, kinds, None
+        left, right = n0 + np.arange(k), n0 + k + np.arange(k)
+        nodes, kind = self.nodes.copy(), self.lobatto.copy()
+        raised, split = pick[up], pick[~up]
+        nodes[raised, 1], nodes[raised, 3], kind[raised] = left[up], right[up], True
+        a, m, b, none = nodes[split, 0], nodes[split, 2], nodes[split, 4], np.full(split.size, -1)
+        nodes[split], kind[split] = np.stack([a, none, left[~up], none, m], 1), False
+        self.nodes = np.insert(nodes, split + 1, np.stack([m, none, right[~up], none, b], 1), axis=0)
+        self.lobatto = np.insert(kind, split + 1, False)
 
     def node_weights(self) -> np.ndarray:
         """The weight of each row in the composite rule (rows in no panel: 0)."""
         w = np.zeros(self.rows())
-        valid = self.nodes >= 0
-        np.add.at(w, self.nodes[valid], self._weights()[valid])
+        filled = self.nodes >= 0
+        np.add.at(w, self.nodes[filled], self._weights()[filled])
         return w
 
     def gradients(self) -> Tensor:

@@ -7,6 +7,7 @@ weights sum to 1 (the k = 0 case), so a constant gradient gives exact completene
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -86,20 +87,16 @@ RULES: tuple[str, ...] = ("left", "right", "midpoint", "trapezoid", "gauss-legen
 MIN_STEPS: dict[str, int] = {"left": 1, "right": 1, "midpoint": 1, "trapezoid": 2, "gauss-legendre": 1}
 
 
-def _panel(name: str, nodes: list[float], weights: list[float], degree: int) -> Quadrature:
-    return Quadrature(name, _f64(nodes), _f64(weights), degree)
-
-
 #: the panel rules of the error-controlled IG ladder; both contain the ends and the midpoint, so a
 #: panel goes from Simpson to Lobatto with two new nodes, and a Lobatto panel splits into two
 #: Simpson panels with two new nodes (the quarter points).
 #: Simpson on (0, 1/2, 1): weights (1, 4, 1) / 6, degree 3.
-SIMPSON_PANEL = _panel("simpson", [0.0, 0.5, 1.0], [1 / 6, 4 / 6, 1 / 6], 3)
+SIMPSON_PANEL = Quadrature("simpson", _f64([0.0, 0.5, 1.0]), _f64([1 / 6, 4 / 6, 1 / 6]), 3)
 #: 5-point Gauss-Lobatto on (0, 1/2 - c, 1/2, 1/2 + c, 1), c = sqrt(3/7) / 2: weights
-#: (9, 49, 64, 49, 9) / 180, degree 7 (Abramowitz & Stegun 25.4.32, mapped from [-1, 1]); the highest
-#: degree of any 5-node rule that contains both ends (Gander & Gautschi, BIT 40, 2000).
-_C = float(np.sqrt(3.0 / 7.0) / 2.0)
-LOBATTO_PANEL = _panel("gauss-lobatto-5", [0.0, 0.5 - _C, 0.5, 0.5 + _C, 1.0], [9 / 180, 49 / 180, 64 / 180, 49 / 180, 9 / 180], 7)
+#: (9, 49, 64, 49, 9) / 180, degree 7, the highest of any 5-node rule with both ends as nodes
+#: (Abramowitz & Stegun 25.4.32, mapped from [-1, 1]).
+_C = math.sqrt(3 / 7) / 2
+LOBATTO_PANEL = Quadrature("gauss-lobatto-5", _f64([0.0, 0.5 - _C, 0.5, 0.5 + _C, 1.0]), _f64([9 / 180, 49 / 180, 64 / 180, 49 / 180, 9 / 180]), 7)
 
 
 def quadrature(name: str, steps: int) -> Quadrature:

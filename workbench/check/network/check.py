@@ -31,7 +31,7 @@ from workbench.core.errors import InputError
 from workbench.methods.base import CallableMethod, Method, as_method
 from workbench.core.tolerance import rtol_for
 from workbench.check.network.axioms import NETWORK_AXIOMS, get_network_axiom
-from workbench.check.network.network import Network, load_checkpoint, load_network, sha256_file
+from workbench.check.network.network import Network, load_checkpoint, sha256_file
 
 FORMAT_KEY = "workbench_network_counterexample"
 
